@@ -1,0 +1,27 @@
+"""keras-mrnn: stochastic recurrent layers for Keras 3.
+
+Public API:
+    MarkovLSTMCell, MarkovLSTM: the Markov LSTM of Kuo & Chien (2018).
+    reset_states: reset every stateful layer of a model.
+    callbacks: GumbelTemperatureScheduler.
+    gumbel: Gumbel-softmax sampling.
+    stateful: helpers for stateful training.
+"""
+
+from keras_mrnn import callbacks
+from keras_mrnn import gumbel
+from keras_mrnn import stateful
+from keras_mrnn.markov_lstm import MarkovLSTM
+from keras_mrnn.markov_lstm import MarkovLSTMCell
+from keras_mrnn.stateful import reset_states
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MarkovLSTM",
+    "MarkovLSTMCell",
+    "callbacks",
+    "gumbel",
+    "reset_states",
+    "stateful",
+]

@@ -1,0 +1,86 @@
+"""Shared recurrent loop of the package's layers (private).
+
+`keras.layers.RNN` feeds each raw time step to the cell. Our layers instead
+ask the cell to project the inputs of all time steps with one matmul before
+the loop (`cell.project_inputs`) and run only the recurrent part per step
+(`cell.step`). The cell emits one packed vector per step; subclasses split it
+after the loop in `_unpack`, where losses can be added (`add_loss` inside the
+loop fails, see KERAS_NOTES).
+"""
+
+from keras import ops
+from keras import tree
+# `backend.rnn` is the loop that `keras.layers.RNN` itself runs; it is not
+# exported under `keras.*`, so we take it from the same place Keras does.
+from keras.src import backend
+
+from keras_mrnn import stateful as stateful_lib
+
+
+class SteppedRNN:
+    """Mixin for subclasses of `keras.layers.RNN` whose cell has
+    `project_inputs(sequences, training)` and `step(projected, states,
+    training)`. Subclasses implement `_unpack(last_output, outputs, mask,
+    training)` returning a list of output tensors, and `_needs_all_outputs`.
+    """
+
+    _needs_all_outputs = False
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if self.unroll and sequences.shape[1] is None:
+            raise ValueError(
+                "Cannot unroll an RNN whose time dimension is undefined: give "
+                f"the Input a fixed length. Received shape {sequences.shape}."
+            )
+        if initial_state is None:
+            if self.stateful:
+                initial_state = self.states
+            else:
+                initial_state = self.get_initial_state(
+                    batch_size=ops.shape(sequences)[0]
+                )
+        if self.stateful:
+            sequences = stateful_lib.check_stateful_batch_size(self, sequences)
+        if not tree.is_nested(initial_state):
+            initial_state = [initial_state]
+        initial_state = [
+            ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
+            for s in tree.flatten(initial_state)
+        ]
+
+        self._maybe_config_dropout_masks(
+            self.cell, sequences[:, 0, :], initial_state
+        )
+        projected = self.cell.project_inputs(sequences, training=training)
+
+        def step(inputs, states):
+            output, new_states = self.cell.step(
+                inputs, states, training=training
+            )
+            return output, list(new_states)
+
+        return_all = bool(self.return_sequences or self._needs_all_outputs)
+        last_output, outputs, states = backend.rnn(
+            step,
+            projected,
+            initial_state,
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=return_all,
+        )
+        self._maybe_reset_dropout_masks(self.cell)
+
+        if self.stateful:
+            for variable, state in zip(tree.flatten(self.states), states):
+                variable.assign(ops.cast(state, variable.dtype))
+
+        results = self._unpack(last_output, outputs, mask, training)
+        states = [ops.cast(s, self.compute_dtype) for s in states]
+        if self.return_state:
+            return (*results, *states)
+        if len(results) == 1:
+            return results[0]
+        return tuple(results)

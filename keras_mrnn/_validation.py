@@ -1,0 +1,82 @@
+"""Argument checks shared by the package's layers (private).
+
+Each raises early, at construction or build, with the argument's name and the
+value received, instead of a deep TensorFlow error later.
+"""
+
+import math
+import numbers
+
+
+def positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be a positive integer. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. "
+            f"Received: {name}={value!r}."
+        )
+    return int(value)
+
+
+def positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Argument `{name}` must be a positive number. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(
+            f"Argument `{name}` must be a positive, finite number. "
+            f"Received: {name}={value!r}."
+        )
+    return float(value)
+
+
+def non_negative_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Argument `{name}` must be a non-negative number. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(
+            f"Argument `{name}` must be a non-negative, finite number. "
+            f"Received: {name}={value!r}."
+        )
+    return float(value)
+
+
+def rate(name, value):
+    value = non_negative_float(name, value)
+    if value >= 1.0:
+        raise ValueError(
+            f"Argument `{name}` must be in [0, 1). Received: {name}={value!r}."
+        )
+    return value
+
+
+def choice(name, value, options):
+    if value not in options:
+        raise ValueError(
+            f"Argument `{name}` must be one of {sorted(options)}. "
+            f"Received: {name}={value!r}."
+        )
+    return value
+
+
+def sequence_shape(layer_name, shape):
+    """Checks that a recurrent layer's input is (batch, time, features)."""
+    if shape is None or len(shape) != 3:
+        raise ValueError(
+            f"Layer '{layer_name}' expects 3-D input of shape "
+            f"(batch, time, features). Received input with shape {shape}."
+        )
+    if shape[-1] is None:
+        raise ValueError(
+            f"Layer '{layer_name}' needs a known number of features (the last "
+            f"dimension of its input). Received input with shape {shape}."
+        )

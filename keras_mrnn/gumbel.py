@@ -1,0 +1,89 @@
+"""Gumbel-softmax sampling of categorical switches.
+
+These functions are the maths behind the switch of `MarkovLSTMCell`; they
+are public so users can reuse them in their own cells.
+"""
+
+import keras
+from keras import ops
+
+# Uniform draws are kept away from 0 and 1 so that -log(-log(u)) is finite.
+_UNIFORM_EPS = 1e-7
+
+
+def sample_gumbel(shape, seed=None, dtype="float32"):
+    """Draws standard Gumbel(0, 1) noise.
+
+    Args:
+        shape: Shape of the noise tensor.
+        seed: A `keras.random.SeedGenerator` (use one inside layers and loops,
+            so that every call draws new noise), an integer or `None`.
+        dtype: Floating dtype of the result.
+
+    Returns:
+        A tensor of the given shape with i.i.d. Gumbel(0, 1) entries.
+
+    Example:
+
+    >>> g = keras_mrnn.gumbel.sample_gumbel((2, 3), seed=1)
+    >>> g.shape
+    TensorShape([2, 3])
+    """
+    u = keras.random.uniform(
+        shape, minval=_UNIFORM_EPS, maxval=1.0 - _UNIFORM_EPS, dtype=dtype,
+        seed=seed,
+    )
+    return -ops.log(-ops.log(u))
+
+
+def gumbel_softmax(logits, temperature=1.0, hard=False, seed=None):
+    """Draws a relaxed one-hot sample from the Gumbel-softmax distribution.
+
+    `softmax((logits + g) / temperature)` with `g` standard Gumbel noise
+    (Jang et al., 2017; Maddison et al., 2017). Low temperatures give
+    samples close to one-hot vectors, high temperatures close to uniform.
+
+    Args:
+        logits: Tensor `(..., num_classes)` of unnormalized log-probabilities.
+        temperature: Positive scalar (float or tensor).
+        hard: If `True`, return the one-hot vector of the sample's argmax in
+            the forward pass with the gradient of the soft sample
+            (straight-through estimator).
+        seed: A `keras.random.SeedGenerator`, an integer or `None`.
+
+    Returns:
+        A tensor shaped like `logits` whose rows lie on the simplex.
+
+    Example:
+
+    >>> z = keras_mrnn.gumbel.gumbel_softmax(
+    ...     np.zeros((4, 3)), temperature=0.5, seed=0)
+    >>> np.allclose(np.sum(z, axis=-1), 1.0)
+    True
+    """
+    logits = ops.convert_to_tensor(logits)
+    noise = sample_gumbel(ops.shape(logits), seed=seed, dtype=logits.dtype)
+    soft = ops.softmax((logits + noise) / temperature, axis=-1)
+    if not hard:
+        return soft
+    return straight_through(soft)
+
+
+def straight_through(soft):
+    """One-hot of `argmax(soft)` forward, gradient of `soft` backward.
+
+    Args:
+        soft: Tensor `(..., num_classes)` of probabilities.
+
+    Returns:
+        A one-hot tensor shaped like `soft` that carries `soft`'s gradient.
+
+    Example:
+
+    >>> keras_mrnn.gumbel.straight_through(np.array([[0.2, 0.8]]))
+    <tf.Tensor: ... numpy=array([[0., 1.]])>
+    """
+    hard = ops.one_hot(
+        ops.argmax(soft, axis=-1), ops.shape(soft)[-1], dtype=soft.dtype
+    )
+    return soft + ops.stop_gradient(hard - soft)

@@ -1,0 +1,623 @@
+"""The Markov LSTM: K parallel LSTMs and a Gumbel-softmax switch between them.
+
+Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
+"""
+
+import keras
+from keras import activations
+from keras import constraints
+from keras import initializers
+from keras import ops
+from keras import regularizers
+from keras import tree
+# The mixin that gives `keras.layers.LSTMCell` its per-sequence dropout
+# masks; `keras.layers.RNN` recognizes cells by this class.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from keras_mrnn import _validation as check
+from keras_mrnn import gumbel
+from keras_mrnn._rnn import SteppedRNN
+
+INFERENCE_SWITCHES = ("argmax", "sample", "expected")
+
+
+@keras.saving.register_keras_serializable(package="keras_mrnn")
+class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
+    """Cell of the Markov LSTM: K LSTMs and a latent switch between them.
+
+    At every step K LSTMs read the same input `x_t` and the same previous
+    state `(h_{t-1}, c_{t-1})`. Switch logits computed from `(x_t, h_{t-1})`
+    give `q_t = softmax(logits_t)`; a switch `z_t` (a relaxed one-hot
+    Gumbel-softmax sample while training, `one_hot(argmax q_t)` at inference
+    by default) mixes the K candidate states:
+    `h_t = sum_k z_t[k] h^k_t`, `c_t = sum_k z_t[k] c^k_t`. With
+    `num_states=1` the cell is an ordinary LSTM.
+
+    All K LSTMs and the switch logits share one kernel, so each step costs one
+    matmul of the inputs (done for all steps at once by `MarkovLSTM`) and one
+    of the recurrent state. The columns of `kernel`, `recurrent_kernel` and
+    `bias` are laid out as `[i | f | g | o | switch]`, each gate block holding
+    the K LSTMs one after the other (`k * units + j`); `lstm_weights(k)`
+    returns the weights of LSTM `k` in the layout of `keras.layers.LSTMCell`.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        num_states: Positive integer K, the number of parallel LSTMs.
+        temperature: Positive float, the initial Gumbel-softmax temperature.
+            It lives in a non-trainable variable (saved with the model) that
+            `callbacks.GumbelTemperatureScheduler` or the `temperature`
+            property can change while a compiled model trains.
+        straight_through: If `True`, the training switch is the one-hot of
+            the Gumbel-softmax sample in the forward pass with the gradient of
+            the soft sample (straight-through estimator).
+        inference_switch: Switch used when `training` is false: `"argmax"`
+            (default, one-hot of the most probable LSTM), `"sample"` (a hard
+            sample from `q_t`) or `"expected"` (the soft mix `q_t` itself).
+        markov_transition: If `True`, the switch logits get a learned K x K
+            transition term `z_{t-1} @ transition_kernel`, with `z_{t-1}`
+            carried as a third state, so that `q(z_t | z_{t-1}, x_t, h_{t-1})`
+            is an explicit Markov chain. Use it when the regimes of the data
+            persist (or alternate) in a way that `h_{t-1}` alone describes
+            poorly. `z_0` is zero, so the first step has no transition term.
+        activation: Activation of the cell input and output (`tanh`).
+        recurrent_activation: Activation of the gates (`sigmoid`).
+        use_bias: Boolean, whether the layer uses a bias vector.
+        kernel_initializer: Initializer of `kernel` (inputs).
+        recurrent_initializer: Initializer of `recurrent_kernel`.
+        bias_initializer: Initializer of `bias`.
+        unit_forget_bias: If `True`, add 1 to the forget-gate bias of every
+            LSTM at initialization.
+        kernel_regularizer: Regularizer of `kernel`.
+        recurrent_regularizer: Regularizer of `recurrent_kernel`.
+        bias_regularizer: Regularizer of `bias`.
+        kernel_constraint: Constraint of `kernel`.
+        recurrent_constraint: Constraint of `recurrent_kernel`.
+        bias_constraint: Constraint of `bias`.
+        dropout: Float in [0, 1), fraction of the input units to drop (one
+            mask per sequence).
+        recurrent_dropout: Float in [0, 1), fraction of the recurrent units
+            to drop (one mask per sequence).
+        seed: Integer seed of the Gumbel noise and the dropout masks.
+        output_switches: If `True`, the output of each step is the packed
+            vector `[h_t, logits_t, z_t]` of size `units + 2 * num_states`
+            instead of `h_t` (`MarkovLSTM` sets this and splits it).
+
+    Call arguments:
+        inputs: A 2-D tensor `(batch, features)`.
+        states: List of the previous states: `h` and `c`, both
+            `(batch, units)`, and `z` `(batch, num_states)` when
+            `markov_transition=True`.
+        training: Python boolean: Gumbel-softmax switch and dropout when
+            true, the `inference_switch` otherwise.
+
+    Example:
+
+    >>> inputs = np.random.random((32, 10, 8)).astype("float32")
+    >>> rnn = keras.layers.RNN(keras_mrnn.MarkovLSTMCell(4, num_states=3))
+    >>> rnn(inputs).shape
+    (32, 4)
+    """
+
+    def __init__(
+        self,
+        units,
+        num_states=4,
+        temperature=1.0,
+        straight_through=False,
+        inference_switch="argmax",
+        markov_transition=False,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        output_switches=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check.positive_int("units", units)
+        self.num_states = check.positive_int("num_states", num_states)
+        self._initial_temperature = check.positive_float(
+            "temperature", temperature
+        )
+        self.straight_through = bool(straight_through)
+        self.inference_switch = check.choice(
+            "inference_switch", inference_switch, INFERENCE_SWITCHES
+        )
+        self.markov_transition = bool(markov_transition)
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = check.rate("dropout", dropout)
+        self.recurrent_dropout = check.rate(
+            "recurrent_dropout", recurrent_dropout
+        )
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int)
+        ):
+            raise TypeError(
+                f"Argument `seed` must be an integer or None. Received: "
+                f"seed={seed!r} of type {type(seed).__name__}."
+            )
+        self.seed = seed
+        # A generator, not an int: an int seed inside the loop would give
+        # every step the same noise (KERAS_NOTES).
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.output_switches = bool(output_switches)
+
+        self.state_size = [self.units, self.units]
+        if self.markov_transition:
+            self.state_size.append(self.num_states)
+        self.output_size = self.units + (
+            2 * self.num_states if self.output_switches else 0
+        )
+        self._gate_width = 4 * self.num_states * self.units
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"MarkovLSTMCell '{self.name}' expects step inputs of shape "
+                f"(batch, features) with known features, i.e. sequences of "
+                f"shape (batch, time, features). Received step shape "
+                f"{input_shape}."
+            )
+        input_dim = input_shape[-1]
+        width = self._gate_width + self.num_states
+        self.kernel = self.add_weight(
+            shape=(input_dim, width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            block = self.num_states * self.units
+
+            def bias_initializer(shape, dtype=None):
+                bias = self.bias_initializer(shape, dtype=dtype)
+                if not self.unit_forget_bias:
+                    return bias
+                forget = ops.concatenate([
+                    ops.zeros((block,), dtype=dtype),
+                    ops.ones((block,), dtype=dtype),
+                    ops.zeros((width - 2 * block,), dtype=dtype),
+                ])
+                return bias + forget
+
+            self.bias = self.add_weight(
+                shape=(width,),
+                name="bias",
+                initializer=bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        if self.markov_transition:
+            self.transition_kernel = self.add_weight(
+                shape=(self.num_states, self.num_states),
+                name="transition_kernel",
+                initializer="zeros",
+            )
+        self._temperature = self.add_weight(
+            shape=(),
+            name="temperature",
+            initializer=initializers.Constant(self._initial_temperature),
+            trainable=False,
+            autocast=False,
+        )
+        self.built = True
+
+    # ------------------------------------------------------------ temperature
+    @property
+    def temperature(self):
+        """The current Gumbel-softmax temperature, as a Python float."""
+        if self.built:
+            return float(ops.convert_to_numpy(self._temperature))
+        return self._initial_temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        value = check.positive_float("temperature", value)
+        self._initial_temperature = value
+        if self.built:
+            self._temperature.assign(value)
+
+    def lstm_weights(self, k):
+        """Returns the weights of LSTM `k` in `keras.layers.LSTMCell` layout.
+
+        Args:
+            k: Index of the LSTM, in `[0, num_states)`.
+
+        Returns:
+            A list `[kernel, recurrent_kernel, bias]` of NumPy arrays of
+            shapes `(features, 4 * units)`, `(units, 4 * units)` and
+            `(4 * units,)` (no bias when `use_bias=False`).
+
+        Example:
+
+        >>> cell = keras_mrnn.MarkovLSTMCell(4, num_states=2)
+        >>> cell.build((None, 3))
+        >>> [w.shape for w in cell.lstm_weights(1)]
+        [(3, 16), (4, 16), (16,)]
+        """
+        k = int(k)
+        if not 0 <= k < self.num_states:
+            raise ValueError(
+                f"Argument `k` must be in [0, {self.num_states}). "
+                f"Received: k={k}."
+            )
+        columns = [
+            gate * self.num_states * self.units + k * self.units + j
+            for gate in range(4)
+            for j in range(self.units)
+        ]
+        weights = [self.kernel, self.recurrent_kernel]
+        if self.use_bias:
+            weights.append(self.bias)
+        return [ops.convert_to_numpy(w)[..., columns] for w in weights]
+
+    # ------------------------------------------------------------------ maths
+    def project_inputs(self, inputs, training=False):
+        """Input part of the pre-activations, for one step or a sequence.
+
+        Args:
+            inputs: `(batch, features)` or `(batch, time, features)`.
+            training: Python boolean; applies the input dropout mask.
+
+        Returns:
+            `inputs @ kernel + bias`, with last dimension
+            `4 * num_states * units + num_states`.
+        """
+        if training and self.dropout > 0:
+            step_input = inputs if len(inputs.shape) == 2 else inputs[:, 0, :]
+            mask = self.get_dropout_mask(step_input)
+            if len(inputs.shape) == 3:
+                mask = ops.expand_dims(mask, 1)
+            inputs = inputs * mask
+        projected = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            projected = projected + self.bias
+        return projected
+
+    def switch(self, logits, training=False):
+        """The switch `z_t` for given logits (float32, `(batch, K)`).
+
+        Args:
+            logits: Switch logits `(batch, num_states)`.
+            training: Python boolean: Gumbel-softmax sample when true,
+                `inference_switch` otherwise.
+
+        Returns:
+            A `(batch, num_states)` float32 tensor whose rows sum to one.
+        """
+        logits = ops.cast(logits, "float32")
+        if training:
+            return gumbel.gumbel_softmax(
+                logits,
+                self._temperature,
+                hard=self.straight_through,
+                seed=self.seed_generator,
+            )
+        if self.inference_switch == "expected":
+            return ops.softmax(logits, axis=-1)
+        if self.inference_switch == "sample":
+            logits = logits + gumbel.sample_gumbel(
+                ops.shape(logits), seed=self.seed_generator
+            )
+        return ops.one_hot(
+            ops.argmax(logits, axis=-1), self.num_states, dtype="float32"
+        )
+
+    def step(self, projected, states, training=False):
+        """One recurrent step given the projected inputs of this step.
+
+        Args:
+            projected: `project_inputs(x_t)`, `(batch, 4*K*units + K)`.
+            states: The previous states, as in `call`.
+            training: Python boolean.
+
+        Returns:
+            `(output, new_states)` as in `call`.
+        """
+        h_tm1, c_tm1 = states[0], states[1]
+        h_in = h_tm1
+        if training and self.recurrent_dropout > 0:
+            h_in = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
+        z = projected + ops.matmul(h_in, self.recurrent_kernel)
+        num_states, units = self.num_states, self.units
+        gates = ops.reshape(
+            z[:, : self._gate_width], (-1, 4, num_states, units)
+        )
+        logits = z[:, self._gate_width :]
+        if self.markov_transition:
+            logits = logits + ops.matmul(states[2], self.transition_kernel)
+        switch = self.switch(logits, training=training)
+        weights = ops.expand_dims(ops.cast(switch, z.dtype), -1)
+
+        i = self.recurrent_activation(gates[:, 0])
+        f = self.recurrent_activation(gates[:, 1])
+        g = self.activation(gates[:, 2])
+        o = self.recurrent_activation(gates[:, 3])
+        c_all = f * ops.expand_dims(c_tm1, 1) + i * g
+        h_all = o * self.activation(c_all)
+        h = ops.sum(weights * h_all, axis=1)
+        c = ops.sum(weights * c_all, axis=1)
+
+        new_states = [h, c]
+        if self.markov_transition:
+            new_states.append(ops.cast(switch, z.dtype))
+        output = h
+        if self.output_switches:
+            output = ops.concatenate(
+                [h, logits, ops.cast(switch, z.dtype)], axis=-1
+            )
+        return output, new_states
+
+    def call(self, inputs, states, training=False):
+        projected = self.project_inputs(inputs, training=training)
+        return self.step(projected, states, training=training)
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "num_states": self.num_states,
+            "temperature": self.temperature,
+            "straight_through": self.straight_through,
+            "inference_switch": self.inference_switch,
+            "markov_transition": self.markov_transition,
+            "activation": activations.serialize(self.activation),
+            "recurrent_activation": activations.serialize(
+                self.recurrent_activation
+            ),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(
+                self.kernel_initializer
+            ),
+            "recurrent_initializer": initializers.serialize(
+                self.recurrent_initializer
+            ),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_regularizer": regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "recurrent_regularizer": regularizers.serialize(
+                self.recurrent_regularizer
+            ),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(
+                self.recurrent_constraint
+            ),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            "output_switches": self.output_switches,
+        }
+        return {**super().get_config(), **config}
+
+
+# Arguments of MarkovLSTM that belong to its cell.
+_CELL_ARGS = (
+    "units", "num_states", "temperature", "straight_through",
+    "inference_switch", "markov_transition", "activation",
+    "recurrent_activation", "use_bias", "kernel_initializer",
+    "recurrent_initializer", "bias_initializer", "unit_forget_bias",
+    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+    "kernel_constraint", "recurrent_constraint", "bias_constraint",
+    "dropout", "recurrent_dropout", "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_mrnn")
+class MarkovLSTM(SteppedRNN, keras.layers.RNN):
+    """Markov LSTM layer (Kuo & Chien, 2018), fast and with its switches.
+
+    A `keras.layers.RNN` over a `MarkovLSTMCell` that projects the inputs of
+    all time steps with one matmul before the recurrent loop, can return the
+    switch probabilities `q_z(t)` and switches `z(t)`, and can add the
+    entropy regularizer of the reference to the model's losses.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        num_states: Positive integer K, the number of parallel LSTMs.
+        temperature: Initial Gumbel-softmax temperature (see
+            `MarkovLSTMCell`).
+        return_switches: If `True`, also return `q` and `z`, two
+            `(batch, time, num_states)` tensors, after the main output
+            (whatever `return_sequences` is).
+        entropy_weight: Non-negative float beta: adds
+            `-beta * mean entropy of q_z(t)` (over batch and valid steps) to
+            the model's losses. The reference's ER objective uses 0.001, its
+            VB objective 1.0; 0 (default) is plain maximum likelihood.
+        return_sequences: Whether to return the full sequence of `h`
+            or only the last `h`.
+        return_state: Whether to return the last states after the outputs.
+        go_backwards: If `True`, process the sequence backwards (outputs
+            come in processing order, as in Keras).
+        stateful: If `True`, the last states of batch i are the initial
+            states of batch i+1; needs a static batch size.
+        unroll: If `True`, unroll the loop (short sequences only).
+        zero_output_for_mask: Whether masked steps output zeros.
+        **kwargs: The other arguments of `MarkovLSTMCell` (`straight_through`,
+            `inference_switch`, `markov_transition`, activations,
+            initializers, regularizers, constraints, `dropout`,
+            `recurrent_dropout`, `seed`) and of `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: A 3-D tensor `(batch, time, features)`.
+        mask: Optional boolean tensor `(batch, time)`.
+        training: Python boolean (Gumbel-softmax and dropout when true).
+        initial_state: Optional list of initial state tensors.
+
+    Returns:
+        `h` (`(batch, units)`, or `(batch, time, units)` with
+        `return_sequences`), then `q` and `z` with `return_switches`, then the
+        states with `return_state`.
+
+    Example:
+
+    >>> x = np.random.random((8, 28, 28)).astype("float32")
+    >>> layer = keras_mrnn.MarkovLSTM(16, num_states=4, return_switches=True)
+    >>> h, q, z = layer(x)
+    >>> h.shape, q.shape, z.shape
+    ((8, 16), (8, 28, 4), (8, 28, 4))
+    """
+
+    def __init__(
+        self,
+        units,
+        num_states=4,
+        temperature=1.0,
+        return_switches=False,
+        entropy_weight=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        cell_kwargs = {
+            name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs
+        }
+        self.return_switches = bool(return_switches)
+        self.entropy_weight = check.non_negative_float(
+            "entropy_weight", entropy_weight
+        )
+        cell = MarkovLSTMCell(
+            units,
+            num_states=num_states,
+            temperature=temperature,
+            output_switches=self.return_switches or self.entropy_weight > 0,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="markov_lstm_cell",
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
+        # Entropy and switch trajectories need every step's output.
+        self._needs_all_outputs = self.cell.output_switches
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        check.sequence_shape(self.name, sequences_shape)
+        super().build(sequences_shape, initial_state_shape)
+
+    # Convenience accessors, as on keras.layers.LSTM.
+    units = property(lambda self: self.cell.units)
+    num_states = property(lambda self: self.cell.num_states)
+
+    @property
+    def temperature(self):
+        """The current Gumbel-softmax temperature of the cell."""
+        return self.cell.temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self.cell.temperature = value
+
+    def _unpack(self, last_output, outputs, mask, training):
+        units, num_states = self.cell.units, self.cell.num_states
+        if not self.cell.output_switches:
+            return [outputs if self.return_sequences else last_output]
+        h_seq = outputs[..., :units]
+        logits = ops.cast(outputs[..., units : units + num_states], "float32")
+        z = ops.cast(outputs[..., units + num_states :], "float32")
+        h = h_seq if self.return_sequences else last_output[..., :units]
+        log_q = ops.log_softmax(logits, axis=-1)
+        if self.entropy_weight > 0:
+            entropy = -ops.sum(ops.exp(log_q) * log_q, axis=-1)
+            if mask is not None:
+                weight = ops.cast(mask, "float32")
+                mean = ops.sum(entropy * weight) / ops.maximum(
+                    ops.sum(weight), 1.0
+                )
+            else:
+                mean = ops.mean(entropy)
+            self.add_loss(-self.entropy_weight * mean)
+        if not self.return_switches:
+            return [h]
+        return [h, ops.exp(log_q), z]
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, time = sequences_shape[0], sequences_shape[1]
+        units, num_states = self.cell.units, self.cell.num_states
+        if self.return_sequences:
+            shapes = [(batch, time, units)]
+        else:
+            shapes = [(batch, units)]
+        if self.return_switches:
+            shapes += [(batch, time, num_states)] * 2
+        if self.return_state:
+            shapes += [(batch, size) for size in self.cell.state_size]
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)
+
+    def compute_mask(self, _, mask):
+        if mask is not None:
+            mask = tree.flatten(mask)[0]
+        masks = [mask if self.return_sequences else None]
+        if self.return_switches:
+            masks += [mask, mask]
+        if self.return_state:
+            masks += [None] * len(self.cell.state_size)
+        return masks[0] if len(masks) == 1 else masks
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {name: cell_config[name] for name in _CELL_ARGS}
+        config["return_switches"] = self.return_switches
+        config["entropy_weight"] = self.entropy_weight
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
