@@ -321,6 +321,9 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
             A `(batch, num_states)` float32 tensor whose rows sum to one.
         """
         logits = ops.cast(logits, "float32")
+        if self.num_states == 1:
+            # One LSTM: the switch is always 1 (and softmax would warn).
+            return ops.ones_like(logits)
         if training:
             return gumbel.gumbel_softmax(
                 logits,

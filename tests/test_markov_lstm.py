@@ -1,0 +1,503 @@
+"""Tests of MarkovLSTMCell and MarkovLSTM against independent references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import keras_mrnn
+from keras_mrnn import MarkovLSTM, MarkovLSTMCell
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
+    """One Markov LSTM step from the equations of REFERENCES.md, in NumPy,
+    with the K LSTMs taken one by one from `lstm_weights` and the switch
+    weights read from the trailing columns."""
+    K, m = cell.num_states, cell.units
+    kernel = cell.kernel.numpy()
+    recurrent = cell.recurrent_kernel.numpy()
+    bias = cell.bias.numpy()
+    logits = x @ kernel[:, 4 * K * m:] + h @ recurrent[:, 4 * K * m:]
+    logits = logits + bias[4 * K * m:]
+    if z_prev is not None:
+        logits = logits + z_prev @ cell.transition_kernel.numpy()
+    q = softmax(logits)
+    if switch == "argmax":
+        z = np.eye(K)[q.argmax(-1)]
+    else:
+        z = q
+    hs, cs = [], []
+    for k in range(K):
+        wk, uk, bk = cell.lstm_weights(k)
+        pre = x @ wk + h @ uk + bk
+        i, f, g, o = np.split(pre, 4, axis=-1)
+        ck = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        hk = sigmoid(o) * np.tanh(ck)
+        hs.append(hk)
+        cs.append(ck)
+    hs, cs = np.stack(hs, 1), np.stack(cs, 1)
+    h_new = np.einsum("bk,bkm->bm", z, hs)
+    c_new = np.einsum("bk,bkm->bm", z, cs)
+    return h_new, c_new, q, z, logits
+
+
+def randomize_biases(cell, seed=0):
+    rng = np.random.default_rng(seed)
+    cell.bias.assign(rng.normal(size=cell.bias.shape).astype("float32"))
+
+
+# ---------------------------------------------------------------- the maths
+@pytest.mark.parametrize("training", [False, True])
+def test_one_state_is_an_ordinary_lstm(training):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 7, 3)).astype("float32")
+    markov = keras.layers.RNN(
+        MarkovLSTMCell(6, num_states=1, seed=1), return_sequences=True,
+        return_state=True)
+    markov.build(x.shape)
+    randomize_biases(markov.cell)
+    lstm = keras.layers.RNN(
+        keras.layers.LSTMCell(6), return_sequences=True, return_state=True)
+    lstm.build(x.shape)
+    lstm.cell.set_weights(markov.cell.lstm_weights(0))
+    got = markov(x, training=training)
+    want = lstm(x, training=training)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_one_state_layer_matches_keras_lstm_layer():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 9, 5)).astype("float32")
+    markov = MarkovLSTM(8, num_states=1, return_sequences=True)
+    markov.build(x.shape)
+    randomize_biases(markov.cell)
+    lstm = keras.layers.LSTM(8, return_sequences=True)
+    lstm.build(x.shape)
+    lstm.set_weights(markov.cell.lstm_weights(0))
+    np.testing.assert_allclose(markov(x), lstm(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", ["argmax", "expected"])
+def test_one_step_matches_numpy_equations(switch):
+    rng = np.random.default_rng(2)
+    cell = MarkovLSTMCell(5, num_states=3, inference_switch=switch,
+                          output_switches=True)
+    cell.build((4, 6))
+    randomize_biases(cell)
+    x = rng.normal(size=(4, 6)).astype("float32")
+    h = rng.normal(size=(4, 5)).astype("float32")
+    c = rng.normal(size=(4, 5)).astype("float32")
+    output, (h_new, c_new) = cell(x, [h, c], training=False)
+    want_h, want_c, _, want_z, want_logits = numpy_markov_step(
+        x, h, c, None, cell, switch)
+    np.testing.assert_allclose(h_new, want_h, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c_new, want_c, rtol=1e-5, atol=1e-5)
+    # Packed output: [h, logits, z].
+    np.testing.assert_allclose(output[:, :5], want_h, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output[:, 5:8], want_logits, rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(output[:, 8:], want_z, rtol=1e-5, atol=1e-5)
+
+
+def test_markov_transition_matches_numpy_over_two_steps():
+    rng = np.random.default_rng(3)
+    cell = MarkovLSTMCell(4, num_states=3, markov_transition=True,
+                          inference_switch="expected")
+    cell.build((2, 3))
+    randomize_biases(cell)
+    cell.transition_kernel.assign(
+        rng.normal(size=(3, 3)).astype("float32") * 3)
+    assert cell.state_size == [4, 4, 3]
+    x = rng.normal(size=(2, 2, 3)).astype("float32")
+    h = np.zeros((2, 4), "float32")
+    c = np.zeros((2, 4), "float32")
+    z = np.zeros((2, 3), "float32")
+    states = [h, c, z]
+    for t in range(2):
+        _, states = cell(x[:, t], states, training=False)
+        h, c, _, z, _ = numpy_markov_step(x[:, t], h, c, z, cell, "expected")
+        np.testing.assert_allclose(states[0], h, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(states[2], z, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_switch_outputs_match_numpy_over_a_sequence():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 6, 4)).astype("float32")
+    layer = MarkovLSTM(5, num_states=3, return_switches=True,
+                       return_sequences=True)
+    layer.build(x.shape)
+    randomize_biases(layer.cell)
+    h_seq, q_seq, z_seq = layer(x, training=False)
+    h = np.zeros((3, 5), "float32")
+    c = np.zeros((3, 5), "float32")
+    for t in range(6):
+        h, c, q, z, _ = numpy_markov_step(x[:, t], h, c, None, layer.cell)
+        np.testing.assert_allclose(h_seq[:, t], h, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(q_seq[:, t], q, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(z_seq[:, t], z)
+
+
+# ------------------------------------------------------------- the switch
+def test_training_switches_are_soft_samples_on_the_simplex():
+    x = np.random.default_rng(5).normal(size=(16, 10, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=5, temperature=1.0, seed=3,
+                       return_switches=True)
+    _, q, z = layer(x, training=True)
+    z = z.numpy()
+    assert np.all(z >= 0)
+    np.testing.assert_allclose(z.sum(-1), 1.0, rtol=1e-5)
+    # Relaxed, not one-hot, at temperature 1.
+    assert np.any((z > 1e-3) & (z < 1 - 1e-3))
+    np.testing.assert_allclose(q.numpy().sum(-1), 1.0, rtol=1e-5)
+
+
+def test_inference_switch_modes():
+    x = np.random.default_rng(6).normal(size=(16, 10, 3)).astype("float32")
+    for mode in ["argmax", "sample"]:
+        layer = MarkovLSTM(4, num_states=5, inference_switch=mode, seed=1,
+                           return_switches=True)
+        _, q, z = layer(x, training=False)
+        z = z.numpy()
+        assert set(np.unique(z)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(z.sum(-1), 1.0)
+        if mode == "argmax":
+            np.testing.assert_array_equal(
+                z.argmax(-1), q.numpy().argmax(-1))
+    layer = MarkovLSTM(4, num_states=5, inference_switch="expected",
+                       return_switches=True)
+    _, q, z = layer(x, training=False)
+    np.testing.assert_allclose(z, q, rtol=1e-5, atol=1e-6)
+
+
+def test_straight_through_is_one_hot_with_gradient():
+    x = np.random.default_rng(7).normal(size=(8, 5, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=3, straight_through=True, seed=0,
+                       return_switches=True)
+    layer.build(x.shape)
+    with tf.GradientTape() as tape:
+        h, _, z = layer(x, training=True)
+        loss = tf.reduce_sum(h ** 2)
+    z = z.numpy()
+    assert set(np.unique(z)) <= {0.0, 1.0}
+    grad = tape.gradient(loss, layer.cell.kernel).numpy()
+    K, m = 3, 4
+    assert np.abs(grad[:, 4 * K * m:]).sum() > 0  # switch columns learn
+
+
+def test_fixed_seed_reproduces_and_different_seeds_differ():
+    x = np.random.default_rng(8).normal(size=(8, 12, 3)).astype("float32")
+
+    def run(seed):
+        layer = MarkovLSTM(4, num_states=4, seed=seed, return_switches=True,
+                           kernel_initializer=keras.initializers.GlorotUniform(0),
+                           recurrent_initializer=keras.initializers.Orthogonal(0))
+        return layer(x, training=True)[2].numpy()
+
+    np.testing.assert_array_equal(run(11), run(11))
+    assert not np.allclose(run(11), run(12))
+
+
+def test_noise_differs_between_steps_and_calls():
+    """The seed generator advances: no int seed reused inside the loop."""
+    x = np.zeros((4, 6, 2), "float32")
+    layer = MarkovLSTM(3, num_states=4, seed=0, return_switches=True,
+                       recurrent_initializer="zeros")
+    # Zero input and zero recurrent weights: logits are equal at every
+    # step, so any difference between steps comes from the noise.
+    z1 = layer(x, training=True)[2].numpy()
+    z2 = layer(x, training=True)[2].numpy()
+    assert not np.allclose(z1[:, 0], z1[:, 1])
+    assert not np.allclose(z1, z2)
+
+
+# ---------------------------------------------------- Keras integration
+def test_gradients_reach_every_lstm_and_the_switch():
+    x = np.random.default_rng(9).normal(size=(8, 6, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=3, seed=0)
+    layer.build(x.shape)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    grads = tape.gradient(loss, [layer.cell.kernel,
+                                 layer.cell.recurrent_kernel,
+                                 layer.cell.bias])
+    K, m = 3, 4
+    for grad in grads:
+        grad = grad.numpy()
+        for gate in range(4):
+            for k in range(K):
+                start = gate * K * m + k * m
+                block = grad[..., start:start + m]
+                assert np.abs(block).sum() > 0, (gate, k)
+        assert np.abs(grad[..., 4 * K * m:]).sum() > 0
+
+
+def test_entropy_weight_adds_the_entropy_loss():
+    x = np.random.default_rng(10).normal(size=(6, 7, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=3, entropy_weight=0.5,
+                       return_switches=True)
+    _, q, _ = layer(x, training=False)
+    q = q.numpy()
+    entropy = -(q * np.log(q)).sum(-1).mean()
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(layer.losses[0], -0.5 * entropy, rtol=1e-5)
+
+
+def test_entropy_loss_ignores_masked_steps():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(4, 6, 3)).astype("float32")
+    mask = np.ones((4, 6), bool)
+    mask[:, 4:] = False
+    layer = MarkovLSTM(4, num_states=3, entropy_weight=1.0,
+                       return_switches=True, return_sequences=True)
+    _, q, _ = layer(x, mask=mask, training=False)
+    q = q.numpy()[:, :4]
+    entropy = -(q * np.log(q)).sum(-1).mean()
+    np.testing.assert_allclose(layer.losses[0], -entropy, rtol=1e-5)
+
+
+def test_masking_keeps_state_through_padded_steps():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(3, 5, 2)).astype("float32")
+    padded = np.concatenate([x, np.zeros((3, 3, 2), "float32")], axis=1)
+    inputs = keras.Input((None, 2))
+    masked = keras.layers.Masking(0.0)(inputs)
+    layer = MarkovLSTM(4, num_states=2)
+    model = keras.Model(inputs, layer(masked))
+    np.testing.assert_allclose(model.predict(padded, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_stacked_bidirectional_functional_and_return_state():
+    x = np.random.default_rng(13).normal(size=(4, 6, 3)).astype("float32")
+    inputs = keras.Input((6, 3))
+    seq = MarkovLSTM(5, num_states=2, return_sequences=True)(inputs)
+    seq = keras.layers.Bidirectional(
+        MarkovLSTM(4, num_states=2, return_sequences=True))(seq)
+    out, h, c = MarkovLSTM(3, num_states=2, return_state=True,
+                           go_backwards=True)(seq)
+    model = keras.Model(inputs, [out, h, c])
+    out, h, c = model.predict(x, verbose=0)
+    assert out.shape == (4, 3) and h.shape == (4, 3) and c.shape == (4, 3)
+    np.testing.assert_allclose(out, h)
+
+
+def test_go_backwards_equals_reversed_input():
+    x = np.random.default_rng(14).normal(size=(3, 5, 2)).astype("float32")
+    forward = MarkovLSTM(4, num_states=3)
+    forward.build(x.shape)
+    backward = MarkovLSTM(4, num_states=3, go_backwards=True)
+    backward.build(x.shape)
+    backward.set_weights(forward.get_weights())
+    np.testing.assert_allclose(backward(x), forward(x[:, ::-1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("use_layer", [True, False])
+def test_stateful_chunks_equal_one_pass(use_layer):
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(4, 12, 3)).astype("float32")
+
+    def make(batch_shape, stateful):
+        if use_layer:
+            layer = MarkovLSTM(5, num_states=3, return_sequences=True,
+                               stateful=stateful, markov_transition=True)
+        else:
+            layer = keras.layers.RNN(
+                MarkovLSTMCell(5, num_states=3, markov_transition=True),
+                return_sequences=True, stateful=stateful)
+        return keras.Sequential([keras.Input(batch_shape=batch_shape), layer])
+
+    whole = make((4, 12, 3), False)
+    chunked = make((4, 4, 3), True)
+    chunked.set_weights(whole.get_weights())
+    want = whole.predict(x, verbose=0)
+    got = np.concatenate(
+        [chunked.predict(x[:, i:i + 4], verbose=0) for i in (0, 4, 8)], 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    keras_mrnn.reset_states(chunked)
+    np.testing.assert_allclose(chunked.predict(x[:, :4], verbose=0),
+                               want[:, :4], rtol=1e-5, atol=1e-5)
+
+
+def test_stateful_sequential_model_trains_with_fit():
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(32, 5, 1)).astype("float32")
+    y = x.sum(axis=1)
+    model = keras.Sequential([
+        keras.Input(batch_shape=(8, 5, 1)),
+        keras.layers.RNN(MarkovLSTMCell(8, num_states=2, seed=0),
+                         stateful=True),
+        keras.layers.Dense(1),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    history = model.fit(x, y, batch_size=8, epochs=8, shuffle=False,
+                        verbose=0,
+                        callbacks=[keras.callbacks.LambdaCallback(
+                            on_epoch_begin=lambda *_:
+                            keras_mrnn.reset_states(model))])
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_dropout_only_in_training():
+    x = np.random.default_rng(17).normal(size=(8, 6, 3)).astype("float32")
+    layer = MarkovLSTM(6, num_states=2, dropout=0.5, recurrent_dropout=0.5,
+                       inference_switch="expected", seed=0)
+    layer.build(x.shape)
+    np.testing.assert_allclose(layer(x, training=False),
+                               layer(x, training=False))
+    assert not np.allclose(layer(x, training=True), layer(x, training=True))
+
+
+# -------------------------------------------------------- temperature
+def test_temperature_is_read_by_a_compiled_step():
+    x = np.random.default_rng(18).normal(size=(32, 8, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=4, seed=0, return_switches=True)
+    layer.build(x.shape)
+
+    @tf.function(jit_compile=True)
+    def switches(inputs):
+        return layer(inputs, training=True)[2]
+
+    layer.temperature = 100.0
+    hot = switches(x).numpy()
+    layer.temperature = 0.01
+    cold = switches(x).numpy()
+    assert hot.max() < 0.6  # near uniform
+    assert np.median(cold.max(-1)) > 0.99  # near one-hot
+    assert switches.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_scheduler_changes_temperature_inside_compiled_fit(jit_compile):
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(16, 5, 2)).astype("float32")
+    y = rng.integers(0, 2, size=(16, 1)).astype("float32")
+    model = keras.Sequential([
+        keras.Input((5, 2)),
+        keras.layers.Bidirectional(MarkovLSTM(4, num_states=3)),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([c._temperature.numpy()
+                         for c in keras_mrnn.callbacks.markov_cells(model)])
+
+    model.compile("adam", "binary_crossentropy", jit_compile=jit_compile)
+    scheduler = keras_mrnn.callbacks.GumbelTemperatureScheduler(
+        initial=5.0, rate=0.8, minimum=1.0)
+    history = model.fit(x, y, epochs=4, batch_size=16, verbose=0,
+                        callbacks=[scheduler, Probe()])
+    want = [max(5.0 * np.exp(-0.8 * e), 1.0) for e in range(4)]
+    assert want[-2] > 1.0 and want[-1] == 1.0  # the floor is reached
+    np.testing.assert_allclose(history.history["temperature"], want,
+                               rtol=1e-6)
+    assert len(keras_mrnn.callbacks.markov_cells(model)) == 2
+    np.testing.assert_allclose(np.array(seen), np.repeat(
+        np.array(want)[:, None], 2, axis=1), rtol=1e-6)
+
+
+def test_scheduler_reaches_nested_models():
+    inner = keras.Sequential([keras.Input((5, 2)),
+                              keras.layers.RNN(MarkovLSTMCell(3))])
+    outer = keras.Sequential([keras.Input((5, 2)), inner,
+                              keras.layers.Dense(1)])
+    outer.compile("sgd", "mse")
+    outer.fit(np.zeros((4, 5, 2)), np.zeros((4, 1)), epochs=2, verbose=0,
+              callbacks=[keras_mrnn.callbacks.GumbelTemperatureScheduler(
+                  2.0, 1.0, 0.5)])
+    assert inner.layers[0].cell.temperature == pytest.approx(
+        max(2.0 * np.exp(-1.0), 0.5))
+
+
+def test_scheduler_without_markov_cells_is_an_error():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="no MarkovLSTMCell"):
+        model.fit(np.zeros((2, 3)), np.zeros((2, 1)), verbose=0,
+                  callbacks=[keras_mrnn.callbacks.GumbelTemperatureScheduler()])
+
+
+# ------------------------------------------------------------- saving
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(6, 7, 3)).astype("float32")
+    inputs = keras.Input((7, 3))
+    h, q, z = MarkovLSTM(5, num_states=3, return_switches=True,
+                         entropy_weight=0.01, markov_transition=True,
+                         straight_through=True, dropout=0.1,
+                         return_sequences=True)(inputs)
+    out = keras.layers.RNN(MarkovLSTMCell(4, num_states=2,
+                                          inference_switch="expected"))(h)
+    model = keras.Model(inputs, [out, q, z])
+    model.layers[1].temperature = 0.37
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for a, b in zip(model.predict(x, verbose=0),
+                    loaded.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert loaded.layers[1].temperature == pytest.approx(0.37)
+    assert loaded.layers[1].get_config() == model.layers[1].get_config()
+    assert loaded.layers[2].cell.inference_switch == "expected"
+
+
+def test_config_round_trip_keeps_every_argument():
+    layer = MarkovLSTM(
+        7, num_states=3, temperature=2.5, straight_through=True,
+        inference_switch="sample", markov_transition=True,
+        activation="relu", recurrent_activation="hard_sigmoid",
+        use_bias=False, unit_forget_bias=False, dropout=0.2,
+        recurrent_dropout=0.1, seed=5, return_switches=True,
+        entropy_weight=0.01, return_sequences=True, go_backwards=True,
+        kernel_regularizer="l2")
+    clone = MarkovLSTM.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    cell = MarkovLSTMCell.from_config(layer.cell.get_config())
+    assert cell.get_config() == layer.cell.get_config()
+
+
+# ------------------------------------------------------------- errors
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(units=0), ValueError, "units=0"),
+    (dict(units=2.5), TypeError, "units=2.5"),
+    (dict(units=4, num_states=0), ValueError, "num_states=0"),
+    (dict(units=4, temperature=0.0), ValueError, "temperature=0.0"),
+    (dict(units=4, temperature=-1), ValueError, "temperature=-1"),
+    (dict(units=4, inference_switch="mean"), ValueError,
+     "inference_switch='mean'"),
+    (dict(units=4, dropout=1.5), ValueError, "dropout=1.5"),
+    (dict(units=4, seed="a"), TypeError, "seed='a'"),
+])
+def test_bad_arguments_raise_at_construction(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        MarkovLSTMCell(**kwargs)
+    with pytest.raises(error, match=words):
+        MarkovLSTM(**kwargs)
+
+
+def test_bad_layer_arguments():
+    with pytest.raises(ValueError, match="entropy_weight=-0.1"):
+        MarkovLSTM(4, entropy_weight=-0.1)
+    cell = MarkovLSTMCell(4)
+    with pytest.raises(ValueError, match="temperature=0"):
+        cell.temperature = 0
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 4, 3, 1)])
+def test_input_that_is_not_3d_raises_at_build(shape):
+    layer = MarkovLSTM(4)
+    with pytest.raises(ValueError, match="3-D input"):
+        layer(np.zeros(shape, "float32"))
