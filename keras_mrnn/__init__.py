@@ -5,11 +5,15 @@ Public API:
     reset_states: reset every stateful layer of a model.
     callbacks: GumbelTemperatureScheduler.
     gumbel: Gumbel-softmax sampling.
+    datasets: MNIST loader and the synthetic tasks of the examples.
+    plotting: figures of switches, state usage, predictions and images.
     stateful: helpers for stateful training.
 """
 
 from keras_mrnn import callbacks
+from keras_mrnn import datasets
 from keras_mrnn import gumbel
+from keras_mrnn import plotting
 from keras_mrnn import stateful
 from keras_mrnn.markov_lstm import MarkovLSTM
 from keras_mrnn.markov_lstm import MarkovLSTMCell
@@ -21,7 +25,9 @@ __all__ = [
     "MarkovLSTM",
     "MarkovLSTMCell",
     "callbacks",
+    "datasets",
     "gumbel",
+    "plotting",
     "reset_states",
     "stateful",
 ]

@@ -1,0 +1,393 @@
+"""Figures of the examples, for your own models too.
+
+Every function returns a `matplotlib.figure.Figure` made with the
+object-oriented API (no `pyplot` state is touched, so it works under any
+backend, including the headless `Agg`); save it with `fig.savefig(path)`.
+
+- `plot_switches`: `q_z(t)` and `z(t)` of a Markov LSTM as K x T heatmaps.
+- `state_usage` / `plot_state_usage`: how often each of the K LSTMs is
+  chosen, overall and per class.
+- `plot_predictions`: expected against predicted series.
+- `plot_image_grid`: a grid of images (e.g. generated or reconstructed
+  digits).
+- `plot_history`: the curves of a `keras.callbacks.History`.
+"""
+
+import numbers
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _array(name, value, ndims):
+    try:
+        array = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Argument `{name}` must be array-like of numbers. Received: "
+            f"{name} of type {type(value).__name__}."
+        ) from error
+    if array.ndim not in ndims:
+        raise ValueError(
+            f"Argument `{name}` must have {' or '.join(map(str, ndims))} "
+            f"dimensions. Received: {name} with shape {array.shape}."
+        )
+    return array
+
+
+def _names(name, value, count):
+    if value is None:
+        return None
+    value = [str(v) for v in value]
+    if len(value) != count:
+        raise ValueError(
+            f"Argument `{name}` must have {count} entries. Received: "
+            f"{name}={value!r}."
+        )
+    return value
+
+
+def plot_switches(q, z, inputs=None, titles=None, figsize=None):
+    """Draws the switch probabilities `q_z(t)` and switches `z(t)`.
+
+    One row per sample: the input signal (if `inputs` is given), then
+    `q_z(t)` and `z(t)` as heatmaps with the K states on the vertical axis
+    and the time steps on the horizontal axis, on a shared 0..1 color
+    scale. Get `q` and `z` from `keras_mrnn.MarkovLSTM(...,
+    return_switches=True)`.
+
+    Args:
+        q: Switch probabilities, `(time, K)` for one sample or
+            `(samples, time, K)`.
+        z: Switches of the same shape as `q`.
+        inputs: Optional inputs of the samples, `(time,)` or
+            `(time, features)` for one sample, or `(samples, time)` or
+            `(samples, time, features)`; drawn as lines (features with more
+            than one channel, e.g. image rows, as a heatmap).
+        titles: Optional list of one title per sample (e.g. its label).
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure` with `samples * (2 + (inputs is not
+        None))` axes plus one color-bar axis.
+
+    Example:
+
+    >>> layer = keras_mrnn.MarkovLSTM(8, num_states=4, return_switches=True)
+    >>> h, q, z = layer(x[:3])
+    >>> fig = keras_mrnn.plotting.plot_switches(q, z, inputs=x[:3])
+    >>> fig.savefig("switches.png")
+    """
+    q = _array("q", q, (2, 3))
+    z = _array("z", z, (2, 3))
+    if q.shape != z.shape:
+        raise ValueError(
+            "Arguments `q` and `z` must have the same shape. Received: "
+            f"q with shape {q.shape} and z with shape {z.shape}."
+        )
+    if q.ndim == 2:
+        q, z = q[None], z[None]
+    samples, steps, num_states = q.shape
+    if inputs is not None:
+        inputs = _array("inputs", inputs, (1, 2, 3))
+        if q.shape[0] == 1 and inputs.ndim < 3 and inputs.shape[0] == steps:
+            inputs = inputs[None]
+        if inputs.ndim == 2:
+            inputs = inputs[..., None]
+        if inputs.ndim != 3 or inputs.shape[:2] != (samples, steps):
+            raise ValueError(
+                "Argument `inputs` must hold the same samples and time steps "
+                f"as `q` ({samples} x {steps}). Received: inputs with shape "
+                f"{inputs.shape}."
+            )
+    titles = _names("titles", titles, samples)
+    columns = 2 + (inputs is not None)
+    if figsize is None:
+        figsize = (4.0 * columns + 1.0, 1.1 + 0.35 * num_states * samples
+                   + 0.8 * samples)
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(samples, columns, squeeze=False)
+    image = None
+    for row in range(samples):
+        column = 0
+        if inputs is not None:
+            ax = axes[row, 0]
+            if inputs.shape[-1] == 1:
+                ax.plot(np.arange(steps), inputs[row, :, 0], lw=1)
+                ax.set_xlim(0, steps - 1)
+            else:
+                ax.imshow(inputs[row].T, aspect="auto", cmap="gray_r",
+                          interpolation="nearest")
+            ax.set_ylabel("input")
+            column = 1
+        for values, name, ax in (
+            (q[row], "$q_z(t)$", axes[row, column]),
+            (z[row], "$z(t)$", axes[row, column + 1]),
+        ):
+            image = ax.imshow(
+                values.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
+                interpolation="nearest", origin="lower",
+            )
+            ax.set_yticks(range(num_states))
+            ax.set_ylabel("state k")
+            ax.set_title(name if titles is None else f"{titles[row]}: {name}",
+                         fontsize=9)
+        if titles is not None and inputs is not None:
+            axes[row, 0].set_title(titles[row], fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("time step t")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="probability")
+    return fig
+
+
+def state_usage(z, labels=None):
+    """How often each of the K states is chosen, overall and per class.
+
+    A step counts for the state with the largest `z(t)` (the chosen LSTM;
+    the switch itself at inference, the largest weight of a relaxed sample
+    while training).
+
+    Args:
+        z: Switches `(samples, time, K)` (or `(time, K)` for one sample).
+        labels: Optional integer class of each sample, `(samples,)`.
+
+    Returns:
+        With no labels, a NumPy array `(K,)` of frequencies summing to one.
+        With labels, a dict `{class: (K,) array}` for each class, in sorted
+        order, plus the key `"overall"`.
+
+    Example:
+
+    >>> keras_mrnn.plotting.state_usage(np.eye(3)[None])
+    array([0.33333333, 0.33333333, 0.33333333])
+    """
+    z = _array("z", z, (2, 3))
+    if z.ndim == 2:
+        z = z[None]
+    num_states = z.shape[-1]
+    chosen = np.argmax(z, axis=-1)
+
+    def frequencies(rows):
+        counts = np.bincount(rows.ravel(), minlength=num_states)
+        return counts / max(counts.sum(), 1)
+
+    if labels is None:
+        return frequencies(chosen)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != z.shape[0]:
+        raise ValueError(
+            "Argument `labels` must have one entry per sample "
+            f"({z.shape[0]}). Received: labels with shape {labels.shape}."
+        )
+    usage = {
+        label.item(): frequencies(chosen[labels == label])
+        for label in np.unique(labels)
+    }
+    usage["overall"] = frequencies(chosen)
+    return usage
+
+
+def plot_state_usage(z, labels=None, class_names=None, columns=4,
+                     figsize=None):
+    """Bar charts of how often each of the K states is chosen.
+
+    Draws one chart for all samples and, with `labels`, one per class
+    first (as the Markov RNN reference does for its tasks).
+
+    Args:
+        z: Switches `(samples, time, K)`, e.g. the `z` output of
+            `keras_mrnn.MarkovLSTM(..., return_switches=True)`.
+        labels: Optional integer class of each sample, `(samples,)`.
+        class_names: Optional names of the classes, one per distinct label
+            in sorted order (default: the labels themselves).
+        columns: Positive integer, charts per row.
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure` with one axis per class plus one for
+        "overall" (a single axis without labels). Unused grid cells are
+        removed.
+
+    Example:
+
+    >>> fig = keras_mrnn.plotting.plot_state_usage(z, labels=y_test)
+    >>> fig.savefig("state_usage.png")
+    """
+    if isinstance(columns, bool) or not isinstance(columns, numbers.Integral) \
+            or columns < 1:
+        raise ValueError(
+            "Argument `columns` must be a positive integer. Received: "
+            f"columns={columns!r}."
+        )
+    usage = state_usage(z, labels)
+    if labels is None:
+        charts = [("overall", usage)]
+    else:
+        keys = [key for key in usage if key != "overall"]
+        names = _names("class_names", class_names, len(keys))
+        names = names or [str(key) for key in keys]
+        charts = [(name, usage[key]) for name, key in zip(names, keys)]
+        charts.append(("overall", usage["overall"]))
+    num_states = len(charts[0][1])
+    columns = min(columns, len(charts))
+    rows = -(-len(charts) // columns)
+    if figsize is None:
+        figsize = (2.6 * columns + 0.4, 2.2 * rows + 0.4)
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (name, values) in zip(axes, charts):
+        ax.bar(range(num_states), values,
+               color=[f"C{k}" for k in range(num_states)])
+        ax.set_xticks(range(num_states))
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("state k")
+    for ax in axes[:: columns]:
+        ax.set_ylabel("fraction of steps")
+    for ax in axes[len(charts):]:
+        ax.remove()
+    return fig
+
+
+def plot_predictions(expected, predicted, title=None, max_points=None,
+                     figsize=(10.0, 5.0)):
+    """Draws an expected series against its prediction, and the error.
+
+    Args:
+        expected: 1-D array (or `(n, 1)`) of targets.
+        predicted: Array of the same number of values.
+        title: Optional title of the figure.
+        max_points: Optional positive integer: draw only the first
+            `max_points` values.
+        figsize: `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure` with two axes: expected and predicted
+        on top, `predicted - expected` below.
+
+    Example:
+
+    >>> fig = keras_mrnn.plotting.plot_predictions(y, model.predict(x))
+    >>> fig.savefig("predictions.png")
+    """
+    expected = _array("expected", expected, (1, 2)).reshape(-1)
+    predicted = _array("predicted", predicted, (1, 2)).reshape(-1)
+    if expected.shape != predicted.shape:
+        raise ValueError(
+            "Arguments `expected` and `predicted` must hold the same number "
+            f"of values. Received: {expected.size} and {predicted.size}."
+        )
+    if max_points is not None:
+        if isinstance(max_points, bool) or not isinstance(
+            max_points, numbers.Integral
+        ) or max_points < 1:
+            raise ValueError(
+                "Argument `max_points` must be a positive integer or None. "
+                f"Received: max_points={max_points!r}."
+            )
+        expected, predicted = expected[:max_points], predicted[:max_points]
+    fig = Figure(figsize=figsize, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    steps = np.arange(expected.size)
+    top.plot(steps, expected, lw=1, label="expected")
+    top.plot(steps, predicted, lw=1, alpha=0.8, label="predicted")
+    top.legend(loc="upper right")
+    top.set_ylabel("value")
+    bottom.plot(steps, predicted - expected, lw=1, color="C3")
+    bottom.set_ylabel("predicted - expected")
+    bottom.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_image_grid(images, columns=10, title=None, figsize=None):
+    """Tiles images into one grid image (e.g. generated digits).
+
+    Args:
+        images: `(n, height, width)` array, values in `[0, 1]`.
+        columns: Positive integer, images per row.
+        title: Optional title.
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure` with a single axis.
+
+    Example:
+
+    >>> fig = keras_mrnn.plotting.plot_image_grid(x_test[:20] / 255.0)
+    >>> fig.savefig("digits.png")
+    """
+    images = _array("images", images, (3,))
+    if isinstance(columns, bool) or not isinstance(
+        columns, numbers.Integral
+    ) or columns < 1:
+        raise ValueError(
+            "Argument `columns` must be a positive integer. Received: "
+            f"columns={columns!r}."
+        )
+    count, height, width = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    grid = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1))
+    for index, image in enumerate(images):
+        r, c = divmod(index, columns)
+        top, left = 1 + r * (height + 1), 1 + c * (width + 1)
+        grid[top:top + height, left:left + width] = 1.0 - image
+    if figsize is None:
+        figsize = (0.6 * columns + 0.4, 0.6 * rows + (0.6 if title else 0.3))
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_history(history, metrics=None, figsize=None):
+    """Draws training curves, one axis per metric (with its `val_` twin).
+
+    Args:
+        history: A `keras.callbacks.History` (what `fit` returns) or its
+            `history` dict.
+        metrics: Optional list of metric names to draw (default: every
+            metric without the `val_` prefix).
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure` with one axis per metric.
+
+    Example:
+
+    >>> history = model.fit(x, y, validation_split=0.1, epochs=3)
+    >>> keras_mrnn.plotting.plot_history(history).savefig("history.png")
+    """
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict) or not logs:
+        raise TypeError(
+            "Argument `history` must be a keras.callbacks.History or a "
+            f"non-empty dict of metric lists. Received: {history!r}."
+        )
+    if metrics is None:
+        metrics = [name for name in logs if not name.startswith("val_")]
+    missing = [name for name in metrics if name not in logs]
+    if missing or not metrics:
+        raise ValueError(
+            f"Argument `metrics` names metrics absent from the history: "
+            f"{missing or metrics}. Available: {sorted(logs)}."
+        )
+    if figsize is None:
+        figsize = (3.2 * len(metrics) + 0.4, 2.8)
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, name in zip(axes, metrics):
+        epochs = np.arange(1, len(logs[name]) + 1)
+        ax.plot(epochs, logs[name], marker="o", label=name)
+        if f"val_{name}" in logs:
+            ax.plot(epochs, logs[f"val_{name}"], marker="o",
+                    label=f"val_{name}")
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=8)
+    return fig
