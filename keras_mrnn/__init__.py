@@ -18,12 +18,16 @@ from keras_mrnn import stateful
 from keras_mrnn.markov_lstm import MarkovLSTM
 from keras_mrnn.markov_lstm import MarkovLSTMCell
 from keras_mrnn.stateful import reset_states
+from keras_mrnn.vrnn import VRNN
+from keras_mrnn.vrnn import VRNNCell
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MarkovLSTM",
     "MarkovLSTMCell",
+    "VRNN",
+    "VRNNCell",
     "callbacks",
     "datasets",
     "gumbel",

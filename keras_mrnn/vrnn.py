@@ -1,0 +1,1051 @@
+"""The variational RNN: a recurrent latent variable model of sequences.
+
+Chung et al., "A Recurrent Latent Variable Model for Sequential Data",
+NeurIPS 2015 (arXiv:1506.02216).
+"""
+
+import math
+
+import keras
+from keras import activations
+from keras import initializers
+from keras import ops
+from keras import regularizers
+from keras import tree
+# `backend.rnn` is the loop that `keras.layers.RNN` runs (see `_rnn.py`).
+from keras.src import backend
+
+from keras_mrnn import _validation as check
+from keras_mrnn._rnn import SteppedRNN
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+RECURRENCES = ("lstm", "gru")
+LATENT_MODES = ("sample", "mean")
+DECODE_MODES = ("sample", "mean")
+
+_tfd = None
+
+
+def _distributions():
+    """`tfp.distributions`, imported on first use.
+
+    TFP takes seconds to import (it pulls in `tf_keras`); importing it lazily
+    keeps `import keras_mrnn` fast for users of the other layers.
+    """
+    global _tfd
+    if _tfd is None:
+        import tensorflow_probability as tfp
+
+        _tfd = tfp.distributions
+    return _tfd
+
+
+def _stateless_seed(seed_generator):
+    """An int32 seed pair for TFP's stateless samplers from a generator."""
+    seed = seed_generator.next()
+    return ops.cast(ops.mod(seed, 2**31 - 1), "int32")
+
+
+@keras.saving.register_keras_serializable(package="keras_mrnn")
+class VRNNCell(keras.layers.Layer):
+    """Cell of the variational RNN (VRNN) of Chung et al. (2015).
+
+    With deterministic state `h_{t-1}` and input `x_t`, one step computes
+
+    - the prior `p(z_t | h_{t-1}) = N(mu_0, diag sigma_0^2)` from an MLP of
+      `h_{t-1}`;
+    - the approximate posterior (encoder)
+      `q(z_t | x_t, h_{t-1}) = N(mu_z, diag sigma_z^2)` from an MLP of
+      `[phi_x(x_t), h_{t-1}]`;
+    - a latent `z_t`: a reparameterized sample of `q` while training,
+      `inference_latent` (a sample or the mean `mu_z`) otherwise;
+    - the decoder `p(x_t | z_t, h_{t-1})` from an MLP of
+      `[phi_z(z_t), h_{t-1}]`: a diagonal Gaussian with learned scale, or a
+      Bernoulli with logits;
+    - the recurrence `h_t = RNN(h_{t-1}, [phi_x(x_t), phi_z(z_t)])`, an LSTM
+      (default) or a GRU;
+    - the per-step `KL(q || p)` (closed form) and negative log-likelihood
+      `-log p(x_t | z_t, h_{t-1})`, in nats; their sum is the step's negative
+      ELBO.
+
+    `phi_x` and `phi_z` are one dense layer of `feature_units` each; the
+    prior, encoder and decoder have one hidden layer of `hidden_units`
+    followed by a linear head. Scales are `softplus(.) + min_scale`. All
+    distributions are computed in float32 with `tfp.distributions`, also
+    under a `mixed_float16` policy.
+
+    The weights are fused so that each step costs one matmul of `h_{t-1}`:
+    `recurrent_kernel` has the columns
+    `[prior hidden | encoder hidden | decoder hidden | recurrence]`,
+    `input_kernel` (applied to `phi_x(x_t)`, for all steps before the loop by
+    `VRNN`) the columns `[encoder hidden | recurrence]`, and `latent_kernel`
+    (applied to `phi_z(z_t)`) the columns `[decoder hidden | recurrence]`.
+    The recurrence blocks follow `keras.layers.LSTMCell` (`[i | f | g | o]`)
+    and `keras.layers.GRUCell` with `reset_after=True` (`[z | r | h]`).
+
+    Used in a plain `keras.layers.RNN`, the cell outputs `h_t` and adds no
+    loss; `VRNN` trains it on the negative ELBO.
+
+    Args:
+        units: Positive integer, dimensionality of the deterministic state
+            `h` (and of the output).
+        latent_dim: Positive integer, dimensionality of `z`.
+        likelihood: `"gaussian"` (default; diagonal, learned scale) or
+            `"bernoulli"` (for data in [0, 1]; non-binary values give the
+            usual continuous cross-entropy).
+        recurrence: `"lstm"` (default) or `"gru"`.
+        feature_units: Positive integer, width of `phi_x(x)` and `phi_z(z)`.
+            Defaults to `units`.
+        hidden_units: Positive integer, width of the hidden layer of the
+            prior, encoder and decoder. Defaults to `units`.
+        activation: Activation of the feature and hidden layers (`"relu"`).
+        min_scale: Positive float, the floor added to every softplus scale
+            (prior, posterior, Gaussian decoder). Guards against NaN losses
+            when a scale collapses.
+        inference_latent: `z_t` when `training` is false: `"sample"`
+            (default, a sample of the posterior: the model's own ELBO) or
+            `"mean"` (the posterior mean `mu_z`: deterministic outputs).
+        kernel_initializer: Initializer of the feed-forward kernels and of
+            the MLP columns of `recurrent_kernel`.
+        recurrent_initializer: Initializer of the recurrence columns of
+            `recurrent_kernel` (`"orthogonal"`).
+        bias_initializer: Initializer of the biases.
+        unit_forget_bias: If `True` and `recurrence="lstm"`, add 1 to the
+            forget-gate bias at initialization.
+        kernel_regularizer: Regularizer of the feed-forward kernels.
+        recurrent_regularizer: Regularizer of `recurrent_kernel`.
+        bias_regularizer: Regularizer of the biases.
+        seed: Integer seed of the latent samples.
+        packed_output: If `True`, the output of each step is the packed
+            float32 vector described in `unpack` instead of `h_t` (`VRNN`
+            sets this).
+
+    Call arguments:
+        inputs: A 2-D tensor `(batch, features)`.
+        states: List of the previous states: `h` and `c` (LSTM) or `h`
+            (GRU), each `(batch, units)`.
+        training: Python boolean: reparameterized posterior sample when true,
+            `inference_latent` otherwise.
+
+    Example:
+
+    >>> inputs = np.random.random((32, 10, 8)).astype("float32")
+    >>> rnn = keras.layers.RNN(keras_mrnn.VRNNCell(16, latent_dim=4))
+    >>> rnn(inputs).shape
+    (32, 16)
+    """
+
+    def __init__(
+        self,
+        units,
+        latent_dim,
+        likelihood="gaussian",
+        recurrence="lstm",
+        feature_units=None,
+        hidden_units=None,
+        activation="relu",
+        min_scale=1e-4,
+        inference_latent="sample",
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        seed=None,
+        packed_output=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check.positive_int("units", units)
+        self.latent_dim = check.positive_int("latent_dim", latent_dim)
+        self.likelihood = check.choice("likelihood", likelihood, LIKELIHOODS)
+        self.recurrence = check.choice("recurrence", recurrence, RECURRENCES)
+        self.feature_units = check.positive_int(
+            "feature_units",
+            self.units if feature_units is None else feature_units,
+        )
+        self.hidden_units = check.positive_int(
+            "hidden_units", self.units if hidden_units is None else hidden_units
+        )
+        self.activation = activations.get(activation)
+        self.min_scale = check.positive_float("min_scale", min_scale)
+        self.inference_latent = check.choice(
+            "inference_latent", inference_latent, LATENT_MODES
+        )
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int)
+        ):
+            raise TypeError(
+                f"Argument `seed` must be an integer or None. Received: "
+                f"seed={seed!r} of type {type(seed).__name__}."
+            )
+        self.seed = seed
+        # A generator, not an int: an int seed inside the loop would give
+        # every step the same noise (KERAS_NOTES).
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.packed_output = bool(packed_output)
+
+        self._gates = 4 if self.recurrence == "lstm" else 3
+        self._rnn_width = self._gates * self.units
+        self.state_size = (
+            [self.units, self.units]
+            if self.recurrence == "lstm"
+            else [self.units]
+        )
+        self.input_dim = None
+
+    @property
+    def output_size(self):
+        if not self.packed_output:
+            return self.units
+        if self.input_dim is None:
+            return None
+        return self.packed_size(self.input_dim)
+
+    def decoder_size(self, input_dim):
+        """Number of decoder parameters per step for `input_dim` features."""
+        return (2 if self.likelihood == "gaussian" else 1) * input_dim
+
+    def packed_size(self, input_dim):
+        """Width of the packed per-step output for `input_dim` features."""
+        return (
+            self.units + 2 + 5 * self.latent_dim
+            + self.decoder_size(input_dim)
+        )
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"VRNNCell '{self.name}' expects step inputs of shape "
+                f"(batch, features) with known features, i.e. sequences of "
+                f"shape (batch, time, features). Received step shape "
+                f"{input_shape}."
+            )
+        self.input_dim = int(input_shape[-1])
+        units, hidden = self.units, self.hidden_units
+        features, latent = self.feature_units, self.latent_dim
+        rnn_width = self._rnn_width
+
+        def kernel(name, shape, initializer=None, recurrent=False):
+            return self.add_weight(
+                shape=shape,
+                name=name,
+                initializer=(
+                    self.kernel_initializer if initializer is None
+                    else initializer
+                ),
+                regularizer=(
+                    self.recurrent_regularizer if recurrent
+                    else self.kernel_regularizer
+                ),
+            )
+
+        def bias(name, width, initializer=None):
+            return self.add_weight(
+                shape=(width,),
+                name=name,
+                initializer=(
+                    self.bias_initializer if initializer is None
+                    else initializer
+                ),
+                regularizer=self.bias_regularizer,
+            )
+
+        def input_bias_initializer(shape, dtype=None):
+            value = self.bias_initializer(shape, dtype=dtype)
+            if not (self.unit_forget_bias and self.recurrence == "lstm"):
+                return value
+            forget = ops.concatenate([
+                ops.zeros((hidden + units,), dtype=dtype),
+                ops.ones((units,), dtype=dtype),
+                ops.zeros((2 * units,), dtype=dtype),
+            ])
+            return value + forget
+
+        def recurrent_initializer(shape, dtype=None):
+            return ops.concatenate([
+                self.kernel_initializer((units, 3 * hidden), dtype=dtype),
+                self.recurrent_initializer((units, rnn_width), dtype=dtype),
+            ], axis=-1)
+
+        self.phi_x_kernel = kernel("phi_x_kernel", (self.input_dim, features))
+        self.phi_x_bias = bias("phi_x_bias", features)
+        self.phi_z_kernel = kernel("phi_z_kernel", (latent, features))
+        self.phi_z_bias = bias("phi_z_bias", features)
+        self.input_kernel = kernel("input_kernel", (features, hidden + rnn_width))
+        self.input_bias = bias(
+            "input_bias", hidden + rnn_width, input_bias_initializer
+        )
+        self.recurrent_kernel = kernel(
+            "recurrent_kernel",
+            (units, 3 * hidden + rnn_width),
+            recurrent_initializer,
+            recurrent=True,
+        )
+        self.recurrent_bias = bias("recurrent_bias", 3 * hidden + rnn_width)
+        self.latent_kernel = kernel(
+            "latent_kernel", (features, hidden + rnn_width)
+        )
+        self.prior_kernel = kernel("prior_kernel", (hidden, 2 * latent))
+        self.prior_bias = bias("prior_bias", 2 * latent)
+        self.encoder_kernel = kernel("encoder_kernel", (hidden, 2 * latent))
+        self.encoder_bias = bias("encoder_bias", 2 * latent)
+        decoder_size = self.decoder_size(self.input_dim)
+        self.decoder_kernel = kernel("decoder_kernel", (hidden, decoder_size))
+        self.decoder_bias = bias("decoder_bias", decoder_size)
+        self.built = True
+
+    # ------------------------------------------------------------------ maths
+    def project_inputs(self, inputs, training=False):
+        """Input part of a step, for one step or a whole sequence.
+
+        Args:
+            inputs: `(batch, features)` or `(batch, time, features)`.
+            training: Python boolean (unused: the cell has no dropout).
+
+        Returns:
+            `[x, phi_x(x) @ input_kernel + input_bias]`, with last dimension
+            `features + hidden_units + G * units` (G = 4 for the LSTM, 3 for
+            the GRU).
+        """
+        inputs = ops.cast(inputs, self.compute_dtype)
+        phi_x = self.activation(
+            ops.matmul(inputs, self.phi_x_kernel) + self.phi_x_bias
+        )
+        projected = ops.matmul(phi_x, self.input_kernel) + self.input_bias
+        return ops.concatenate([inputs, projected], axis=-1)
+
+    def _gaussian(self, hidden, kernel, bias):
+        params = ops.cast(ops.matmul(hidden, kernel) + bias, "float32")
+        loc = params[:, : self.latent_dim]
+        scale = ops.softplus(params[:, self.latent_dim :]) + self.min_scale
+        return loc, scale
+
+    def _decode(self, z, recurrent):
+        """Decoder parameters (float32) and the latent part of the input."""
+        hidden = self.hidden_units
+        phi_z = self.activation(
+            ops.matmul(ops.cast(z, self.compute_dtype), self.phi_z_kernel)
+            + self.phi_z_bias
+        )
+        latent_part = ops.matmul(phi_z, self.latent_kernel)
+        decoder_hidden = self.activation(
+            latent_part[:, :hidden] + recurrent[:, 2 * hidden : 3 * hidden]
+        )
+        params = ops.cast(
+            ops.matmul(decoder_hidden, self.decoder_kernel) + self.decoder_bias,
+            "float32",
+        )
+        if self.likelihood == "gaussian":
+            dim = self.input_dim
+            params = ops.concatenate([
+                params[:, :dim],
+                ops.softplus(params[:, dim:]) + self.min_scale,
+            ], axis=-1)
+        return params, latent_part[:, hidden:]
+
+    def _decoder_distribution(self, params):
+        tfd = _distributions()
+        if self.likelihood == "gaussian":
+            dim = self.input_dim
+            return tfd.Normal(params[:, :dim], params[:, dim:])
+        return tfd.Bernoulli(logits=params, dtype="float32")
+
+    def _transition(self, input_part, recurrent_part, states):
+        units = self.units
+        sigmoid, tanh = ops.sigmoid, ops.tanh
+        if self.recurrence == "lstm":
+            gates = input_part + recurrent_part
+            i = sigmoid(gates[:, :units])
+            f = sigmoid(gates[:, units : 2 * units])
+            g = tanh(gates[:, 2 * units : 3 * units])
+            o = sigmoid(gates[:, 3 * units :])
+            c = f * states[1] + i * g
+            return [o * tanh(c), c]
+        update = sigmoid(input_part[:, :units] + recurrent_part[:, :units])
+        reset = sigmoid(
+            input_part[:, units : 2 * units]
+            + recurrent_part[:, units : 2 * units]
+        )
+        candidate = tanh(
+            input_part[:, 2 * units :] + reset * recurrent_part[:, 2 * units :]
+        )
+        return [update * states[0] + (1.0 - update) * candidate]
+
+    def step(
+        self, projected, states, training=False, latent=None,
+        seed_generator=None,
+    ):
+        """One recurrent step given the projected inputs of this step.
+
+        Args:
+            projected: `project_inputs(x_t)`.
+            states: The previous states, as in `call`.
+            training: Python boolean.
+            latent: `"sample"` or `"mean"` to force how `z_t` is taken;
+                `None` (default) samples when training and uses
+                `inference_latent` otherwise.
+            seed_generator: `keras.random.SeedGenerator` of the latent
+                samples; defaults to the cell's own.
+
+        Returns:
+            `(output, new_states)` as in `call`.
+        """
+        tfd = _distributions()
+        dim, hidden = self.input_dim, self.hidden_units
+        x = ops.cast(projected[:, :dim], "float32")
+        encoder_part = projected[:, dim : dim + hidden]
+        input_part = projected[:, dim + hidden :]
+        recurrent = (
+            ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
+        )
+        prior_hidden = self.activation(recurrent[:, :hidden])
+        prior_loc, prior_scale = self._gaussian(
+            prior_hidden, self.prior_kernel, self.prior_bias
+        )
+        encoder_hidden = self.activation(
+            encoder_part + recurrent[:, hidden : 2 * hidden]
+        )
+        loc, scale = self._gaussian(
+            encoder_hidden, self.encoder_kernel, self.encoder_bias
+        )
+        posterior = tfd.Normal(loc, scale)
+        if latent is None:
+            latent = "sample" if training else self.inference_latent
+        if latent == "sample":
+            z = posterior.sample(
+                seed=_stateless_seed(
+                    self.seed_generator if seed_generator is None
+                    else seed_generator
+                )
+            )
+        else:
+            z = loc
+        decoder_params, latent_part = self._decode(z, recurrent)
+        new_states = self._transition(
+            input_part + latent_part, recurrent[:, 3 * hidden :], states
+        )
+        if not self.packed_output:
+            return new_states[0], new_states
+        prior = tfd.Normal(prior_loc, prior_scale)
+        kl = ops.sum(tfd.kl_divergence(posterior, prior), axis=-1)
+        nll = -ops.sum(
+            self._decoder_distribution(decoder_params).log_prob(x), axis=-1
+        )
+        output = ops.concatenate([
+            ops.cast(new_states[0], "float32"),
+            ops.expand_dims(kl, -1),
+            ops.expand_dims(nll, -1),
+            z, prior_loc, prior_scale, loc, scale,
+            decoder_params,
+        ], axis=-1)
+        return output, new_states
+
+    def generate_step(self, states, decode="sample", seed_generator=None):
+        """One generative step: `z_t` from the prior, `x_t` from the decoder.
+
+        Args:
+            states: The previous states.
+            decode: `"sample"` draws `x_t` from the decoder, `"mean"` takes
+                its mean (Gaussian `mu_x`, Bernoulli probabilities).
+            seed_generator: `keras.random.SeedGenerator`; defaults to the
+                cell's own.
+
+        Returns:
+            `(x_t, new_states)`, `x_t` a float32 `(batch, features)` tensor.
+        """
+        tfd = _distributions()
+        generator = (
+            self.seed_generator if seed_generator is None else seed_generator
+        )
+        hidden = self.hidden_units
+        recurrent = (
+            ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
+        )
+        prior_loc, prior_scale = self._gaussian(
+            self.activation(recurrent[:, :hidden]),
+            self.prior_kernel,
+            self.prior_bias,
+        )
+        z = tfd.Normal(prior_loc, prior_scale).sample(
+            seed=_stateless_seed(generator)
+        )
+        decoder_params, latent_part = self._decode(z, recurrent)
+        distribution = self._decoder_distribution(decoder_params)
+        if decode == "sample":
+            x = distribution.sample(seed=_stateless_seed(generator))
+        else:
+            x = distribution.mean()
+        x = ops.cast(x, "float32")
+        projected = self.project_inputs(x)
+        input_part = projected[:, self.input_dim + hidden :]
+        new_states = self._transition(
+            input_part + latent_part, recurrent[:, 3 * hidden :], states
+        )
+        return x, new_states
+
+    def unpack(self, packed):
+        """Splits packed outputs into named float32 tensors.
+
+        The packed vector is, in order: `h` (`units`), `kl` (1), `nll` (1),
+        `z`, `prior_loc`, `prior_scale`, `posterior_loc`, `posterior_scale`
+        (`latent_dim` each), then `x_loc` and `x_scale` (Gaussian) or
+        `x_logits` (Bernoulli), `features` each.
+
+        Args:
+            packed: Tensor `(..., packed_size(features))`.
+
+        Returns:
+            A dict of tensors `(..., n)`; `kl` and `nll` are `(...)`.
+        """
+        packed = ops.cast(packed, "float32")
+        names = ["h", "kl", "nll", "z", "prior_loc", "prior_scale",
+                 "posterior_loc", "posterior_scale"]
+        sizes = [self.units, 1, 1] + [self.latent_dim] * 5
+        if self.likelihood == "gaussian":
+            names += ["x_loc", "x_scale"]
+            sizes += [self.input_dim] * 2
+        else:
+            names += ["x_logits"]
+            sizes += [self.input_dim]
+        parts, start = {}, 0
+        for name, size in zip(names, sizes):
+            parts[name] = packed[..., start : start + size]
+            start += size
+        parts["kl"] = parts["kl"][..., 0]
+        parts["nll"] = parts["nll"][..., 0]
+        return parts
+
+    def call(self, inputs, states, training=False):
+        projected = self.project_inputs(inputs, training=training)
+        return self.step(projected, states, training=training)
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "recurrence": self.recurrence,
+            "feature_units": self.feature_units,
+            "hidden_units": self.hidden_units,
+            "activation": activations.serialize(self.activation),
+            "min_scale": self.min_scale,
+            "inference_latent": self.inference_latent,
+            "kernel_initializer": initializers.serialize(
+                self.kernel_initializer
+            ),
+            "recurrent_initializer": initializers.serialize(
+                self.recurrent_initializer
+            ),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_regularizer": regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "recurrent_regularizer": regularizers.serialize(
+                self.recurrent_regularizer
+            ),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "seed": self.seed,
+            "packed_output": self.packed_output,
+        }
+        return {**super().get_config(), **config}
+
+
+# Arguments of VRNN that belong to its cell.
+_CELL_ARGS = (
+    "units", "latent_dim", "likelihood", "recurrence", "feature_units",
+    "hidden_units", "activation", "min_scale", "inference_latent",
+    "kernel_initializer", "recurrent_initializer", "bias_initializer",
+    "unit_forget_bias", "kernel_regularizer", "recurrent_regularizer",
+    "bias_regularizer", "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_mrnn")
+class VRNN(SteppedRNN, keras.layers.RNN):
+    """Variational RNN layer (Chung et al., 2015) that trains itself.
+
+    A `keras.layers.RNN` over a `VRNNCell` that computes `phi_x(x_t)` for all
+    time steps before the recurrent loop, adds the negative ELBO of its input
+    to the model's losses and reports it as metrics. A model whose only loss
+    is the VRNN's trains with `model.compile(optimizer)` and `model.fit(x)`.
+
+    The added loss is `mean_t [kl_weight * KL_t + NLL_t]`, averaged over the
+    batch and the valid (unmasked) time steps, in nats per time step.
+    `kl_weight` lives in a non-trainable variable read by the compiled step,
+    so `callbacks.KLWarmup` (or the `kl_weight` property) can change it while
+    a model trains, also with `jit_compile=True`. The metrics
+    `{name}_kl`, `{name}_nll` and `{name}_elbo` (`name` the layer's name; the
+    ELBO is `-(KL + NLL)`, never weighted) are averages over all valid steps
+    seen since the last reset, i.e. per epoch in `fit` and `evaluate`, and
+    show in the progress bar and `History`.
+
+    The layer's output (what later layers see) is `h_t`, the deterministic
+    state after reading `x_t` and `z_t`: it summarizes `x_1..x_t`. `infer`
+    gives the other per-step quantities (`z`, prior and posterior parameters,
+    decoder parameters, KL, NLL).
+
+    Args:
+        units: Positive integer, dimensionality of `h` and of the output.
+        latent_dim: Positive integer, dimensionality of `z`.
+        likelihood: `"gaussian"` (default) or `"bernoulli"` (see
+            `VRNNCell`).
+        recurrence: `"lstm"` (default) or `"gru"`.
+        kl_weight: Non-negative float, the initial weight of the KL term.
+        return_sequences: Whether to return `h` for every step or only the
+            last `h`.
+        return_state: Whether to return the last states after the output.
+        go_backwards: If `True`, process (and model) the sequence backwards.
+            Outputs come in processing order, as in Keras.
+        stateful: If `True`, the last states of batch i are the initial
+            states of batch i+1 (truncated backpropagation over consecutive
+            chunks); needs a static batch size.
+        unroll: If `True`, unroll the loop (short sequences only).
+        zero_output_for_mask: Whether masked steps output zeros.
+        **kwargs: The other arguments of `VRNNCell` (`feature_units`,
+            `hidden_units`, `activation`, `min_scale`, `inference_latent`,
+            initializers, regularizers, `seed`) and of `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: A 3-D tensor `(batch, time, features)`.
+        mask: Optional boolean tensor `(batch, time)`; masked steps add
+            nothing to the loss and metrics.
+        training: Python boolean: reparameterized posterior samples when
+            true, the cell's `inference_latent` otherwise.
+        initial_state: Optional list of initial state tensors.
+
+    Returns:
+        `h` (`(batch, units)`, or `(batch, time, units)` with
+        `return_sequences`), then the states with `return_state`.
+
+    Example:
+
+    >>> x = np.random.random((64, 20, 3)).astype("float32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((20, 3)), keras_mrnn.VRNN(16, latent_dim=4)])
+    >>> model.compile(keras.optimizers.Adam(1e-3))
+    >>> history = model.fit(x, epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['loss', 'vrnn_elbo', 'vrnn_kl', 'vrnn_nll']
+    >>> model.layers[0].sample(50, batch_size=2, seed=1).shape
+    TensorShape([2, 50, 3])
+    """
+
+    _needs_all_outputs = True
+
+    def __init__(
+        self,
+        units,
+        latent_dim,
+        likelihood="gaussian",
+        recurrence="lstm",
+        kl_weight=1.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        cell_kwargs = {
+            name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs
+        }
+        self._initial_kl_weight = check.non_negative_float(
+            "kl_weight", kl_weight
+        )
+        cell = VRNNCell(
+            units,
+            latent_dim,
+            likelihood=likelihood,
+            recurrence=recurrence,
+            packed_output=True,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="vrnn_cell",
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
+        self.kl_tracker = keras.metrics.Mean(name=f"{self.name}_kl")
+        self.nll_tracker = keras.metrics.Mean(name=f"{self.name}_nll")
+        self.elbo_tracker = keras.metrics.Mean(name=f"{self.name}_elbo")
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        check.sequence_shape(self.name, sequences_shape)
+        super().build(sequences_shape, initial_state_shape)
+        self._kl_weight = self.add_weight(
+            shape=(),
+            name="kl_weight",
+            initializer=initializers.Constant(self._initial_kl_weight),
+            trainable=False,
+            autocast=False,
+        )
+        self.built = True
+
+    # Convenience accessors, as on keras.layers.LSTM.
+    units = property(lambda self: self.cell.units)
+    latent_dim = property(lambda self: self.cell.latent_dim)
+    likelihood = property(lambda self: self.cell.likelihood)
+    recurrence = property(lambda self: self.cell.recurrence)
+
+    @property
+    def kl_weight(self):
+        """The current weight of the KL term, as a Python float."""
+        if self.built:
+            return float(ops.convert_to_numpy(self._kl_weight))
+        return self._initial_kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value):
+        value = check.non_negative_float("kl_weight", value)
+        self._initial_kl_weight = value
+        if self.built:
+            self._kl_weight.assign(value)
+
+    # ---------------------------------------------------------- training loss
+    def _step_weights(self, mask, like):
+        if mask is None:
+            return ops.ones_like(like)
+        weights = ops.cast(mask, "float32")
+        if self.go_backwards:
+            weights = ops.flip(weights, axis=1)
+        return weights
+
+    def _unpack(self, last_output, outputs, mask, training):
+        parts = self.cell.unpack(outputs)
+        kl, nll = parts["kl"], parts["nll"]
+        weights = self._step_weights(mask, kl)
+        count = ops.maximum(ops.sum(weights), 1.0)
+        mean_kl = ops.sum(kl * weights) / count
+        mean_nll = ops.sum(nll * weights) / count
+        self.add_loss(self._kl_weight * mean_kl + mean_nll)
+        self.kl_tracker.update_state(kl, sample_weight=weights)
+        self.nll_tracker.update_state(nll, sample_weight=weights)
+        self.elbo_tracker.update_state(-(kl + nll), sample_weight=weights)
+        if self.return_sequences:
+            h = parts["h"]
+        else:
+            h = ops.cast(last_output[..., : self.cell.units], "float32")
+        return [ops.cast(h, self.compute_dtype)]
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, time = sequences_shape[0], sequences_shape[1]
+        units = self.cell.units
+        if self.return_sequences:
+            shapes = [(batch, time, units)]
+        else:
+            shapes = [(batch, units)]
+        if self.return_state:
+            shapes += [(batch, size) for size in self.cell.state_size]
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)
+
+    def compute_mask(self, _, mask):
+        if mask is not None:
+            mask = tree.flatten(mask)[0]
+        masks = [mask if self.return_sequences else None]
+        if self.return_state:
+            masks += [None] * len(self.cell.state_size)
+        return masks[0] if len(masks) == 1 else masks
+
+    # ------------------------------------------------------ analysis methods
+    def _prepare(self, x):
+        x = ops.convert_to_tensor(x)
+        check.sequence_shape(self.name, x.shape)
+        if not self.built:
+            self.build(tuple(x.shape))
+        if x.shape[-1] != self.cell.input_dim:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {self.cell.input_dim} "
+                f"features. Received input with shape {x.shape}."
+            )
+        return x
+
+    def _scan(self, x, mask=None, latent=None, seed_generator=None,
+              initial_state=None):
+        """Packed per-step outputs `(batch, time, packed)` in input order.
+
+        Runs the loop from `initial_state` (zeros by default), never from or
+        into the states of a stateful layer.
+        """
+        cell = self.cell
+        if initial_state is None:
+            initial_state = cell.get_initial_state(batch_size=ops.shape(x)[0])
+        initial_state = [
+            ops.convert_to_tensor(s, dtype=cell.compute_dtype)
+            for s in tree.flatten(initial_state)
+        ]
+        projected = cell.project_inputs(x)
+
+        def step(inputs, states):
+            output, new_states = cell.step(
+                inputs, states, training=False, latent=latent,
+                seed_generator=seed_generator,
+            )
+            return output, list(new_states)
+
+        _, outputs, _ = backend.rnn(
+            step,
+            projected,
+            initial_state,
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=False,
+            input_length=x.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=True,
+        )
+        if self.go_backwards:
+            outputs = ops.flip(outputs, axis=1)
+        return outputs
+
+    def infer(self, x, latent=None, seed=None, mask=None, initial_state=None):
+        """Runs the model on `x` and returns every per-step quantity.
+
+        Inference mode: `z_t` is a posterior sample or mean as `latent` (or
+        the cell's `inference_latent`) says. The states of a stateful layer
+        are neither read nor changed.
+
+        Args:
+            x: Array or tensor `(batch, time, features)`.
+            latent: `"sample"`, `"mean"` or `None` (the cell's
+                `inference_latent`).
+            seed: Integer seed of the latent samples, or `None`.
+            mask: Optional boolean `(batch, time)`.
+            initial_state: Optional list of initial states (zeros by
+                default).
+
+        Returns:
+            A dict of float32 tensors in input time order: `h`
+            `(batch, time, units)`; `kl` and `nll` `(batch, time)` (nats);
+            `z`, `prior_loc`, `prior_scale`, `posterior_loc`,
+            `posterior_scale` `(batch, time, latent_dim)`; `x_loc` and
+            `x_scale` (Gaussian) or `x_logits` (Bernoulli)
+            `(batch, time, features)`.
+
+        Example:
+
+        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
+        >>> out = layer.infer(np.zeros((4, 10, 3), "float32"))
+        >>> out["z"].shape, out["kl"].shape
+        (TensorShape([4, 10, 2]), TensorShape([4, 10]))
+        """
+        if latent is not None:
+            check.choice("latent", latent, LATENT_MODES)
+        x = self._prepare(x)
+        generator = keras.random.SeedGenerator(seed)
+        outputs = self._scan(
+            x, mask=mask, latent=latent, seed_generator=generator,
+            initial_state=initial_state,
+        )
+        return self.cell.unpack(outputs)
+
+    def reconstruct(self, x, decode="mean", latent=None, seed=None,
+                    mask=None):
+        """Reconstructs `x` through the posterior and the decoder.
+
+        Each `x_t` is encoded into `z_t` (posterior sample or mean, see
+        `latent`) and decoded from `(z_t, h_{t-1})`.
+
+        Args:
+            x: Array or tensor `(batch, time, features)`.
+            decode: `"mean"` (default: the Gaussian mean or the Bernoulli
+                probabilities) or `"sample"` (a draw of the decoder).
+            latent: `"sample"`, `"mean"` or `None` (the cell's
+                `inference_latent`).
+            seed: Integer seed, or `None`.
+            mask: Optional boolean `(batch, time)`.
+
+        Returns:
+            A float32 tensor shaped like `x`.
+
+        Example:
+
+        >>> layer = keras_mrnn.VRNN(8, latent_dim=2, likelihood="bernoulli")
+        >>> layer.reconstruct(np.zeros((4, 10, 3), "float32")).shape
+        TensorShape([4, 10, 3])
+        """
+        check.choice("decode", decode, DECODE_MODES)
+        generator = keras.random.SeedGenerator(seed)
+        parts = self.infer(x, latent=latent, seed=seed, mask=mask)
+        if self.cell.likelihood == "gaussian":
+            loc, scale = parts["x_loc"], parts["x_scale"]
+            if decode == "mean":
+                return loc
+            return loc + scale * keras.random.normal(
+                ops.shape(loc), seed=generator
+            )
+        probs = ops.sigmoid(parts["x_logits"])
+        if decode == "mean":
+            return probs
+        noise = keras.random.uniform(ops.shape(probs), seed=generator)
+        return ops.cast(noise < probs, "float32")
+
+    def sample(self, num_steps, batch_size=1, seed=None, decode="sample",
+               initial_state=None):
+        """Generates sequences from the model.
+
+        At each step draws `z_t` from the prior `p(z_t | h_{t-1})`, decodes
+        `x_t` from `p(x_t | z_t, h_{t-1})` and feeds it back into the
+        recurrence. With `go_backwards=True` the model describes reversed
+        sequences; the result is flipped back to input order.
+
+        Args:
+            num_steps: Positive integer, the length of the sequences.
+            batch_size: Positive integer, how many sequences.
+            seed: Integer seed (the same seed gives the same sequences) or
+                `None`.
+            decode: `"sample"` (default) draws each `x_t` from the decoder;
+                `"mean"` takes its mean (Gaussian mean or Bernoulli
+                probabilities). `z_t` is always sampled.
+            initial_state: Optional list of initial states (zeros by
+                default).
+
+        Returns:
+            A float32 tensor `(batch_size, num_steps, features)`.
+
+        Example:
+
+        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
+        >>> layer.build((None, None, 3))
+        >>> layer.sample(20, batch_size=4, seed=0).shape
+        TensorShape([4, 20, 3])
+        """
+        num_steps = check.positive_int("num_steps", num_steps)
+        batch_size = check.positive_int("batch_size", batch_size)
+        check.choice("decode", decode, DECODE_MODES)
+        if not self.built:
+            raise ValueError(
+                f"Layer '{self.name}' must be built (called on data or "
+                "built with an input shape) before `sample()`: the number "
+                "of features is unknown."
+            )
+        generator = keras.random.SeedGenerator(seed)
+        if initial_state is None:
+            states = self.cell.get_initial_state(batch_size=batch_size)
+        else:
+            states = [
+                ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
+                for s in tree.flatten(initial_state)
+            ]
+        steps = []
+        for _ in range(num_steps):
+            x, states = self.cell.generate_step(
+                states, decode=decode, seed_generator=generator
+            )
+            steps.append(x)
+        samples = ops.stack(steps, axis=1)
+        if self.go_backwards:
+            samples = ops.flip(samples, axis=1)
+        return samples
+
+    def log_likelihood(self, x, num_samples=100, seed=None, mask=None,
+                       batch_size=None):
+        """Importance-weighted estimate of `log p(x)` per sequence.
+
+        Draws `num_samples` latent trajectories from the posterior for each
+        sequence and returns
+        `log (1/K) sum_k exp(sum_t [log p(x_t | z_t, h_{t-1})
+        + log p(z_t | h_{t-1}) - log q(z_t | x_t, h_{t-1})])`, the bound of
+        Burda et al. (2016). With one sample it is an unbiased estimate of
+        the ELBO; its expectation grows with `num_samples` towards
+        `log p(x)`.
+
+        Args:
+            x: Array or tensor `(batch, time, features)`.
+            num_samples: Positive integer K, particles per sequence.
+            seed: Integer seed, or `None`.
+            mask: Optional boolean `(batch, time)`; masked steps are left
+                out.
+            batch_size: Positive integer: how many sequences to process at
+                once (each as K particles), or `None` for all.
+
+        Returns:
+            A float32 tensor `(batch,)` in nats per sequence (divide by the
+            number of steps for nats per step).
+
+        Example:
+
+        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
+        >>> x = np.random.random((4, 10, 3)).astype("float32")
+        >>> layer.log_likelihood(x, num_samples=16, seed=0).shape
+        TensorShape([4])
+        """
+        num_samples = check.positive_int("num_samples", num_samples)
+        x = self._prepare(x)
+        total = int(x.shape[0])
+        if batch_size is None:
+            batch_size = max(total, 1)
+        batch_size = check.positive_int("batch_size", batch_size)
+        tfd = _distributions()
+        generator = keras.random.SeedGenerator(seed)
+        results = []
+        for start in range(0, total, batch_size):
+            chunk = x[start : start + batch_size]
+            count = int(chunk.shape[0])
+            repeated = ops.repeat(chunk, num_samples, axis=0)
+            chunk_mask = None
+            if mask is not None:
+                chunk_mask = ops.repeat(
+                    ops.convert_to_tensor(mask)[start : start + batch_size],
+                    num_samples, axis=0,
+                )
+            parts = self.cell.unpack(self._scan(
+                repeated, mask=chunk_mask, latent="sample",
+                seed_generator=generator,
+            ))
+            z = parts["z"]
+            log_prior = tfd.Normal(
+                parts["prior_loc"], parts["prior_scale"]
+            ).log_prob(z)
+            log_posterior = tfd.Normal(
+                parts["posterior_loc"], parts["posterior_scale"]
+            ).log_prob(z)
+            log_weight = ops.sum(log_prior - log_posterior, axis=-1)
+            log_weight = log_weight - parts["nll"]
+            if chunk_mask is not None:
+                log_weight = log_weight * ops.cast(chunk_mask, "float32")
+            log_weight = ops.reshape(
+                ops.sum(log_weight, axis=1), (count, num_samples)
+            )
+            results.append(
+                ops.logsumexp(log_weight, axis=1) - math.log(num_samples)
+            )
+        return ops.concatenate(results, axis=0)
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {name: cell_config[name] for name in _CELL_ARGS}
+        config["kl_weight"] = self.kl_weight
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
