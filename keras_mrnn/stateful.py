@@ -1,20 +1,71 @@
 """Helpers for stateful recurrent models.
 
-Keras 3 models have no `reset_states()`, and a stateful layer fed a last batch
-smaller than its declared batch size can silently broadcast it over all state
-rows (see KERAS_NOTES). The functions here close those gaps.
+Keras 3 models have no `reset_states()`, `fit` never resets states between
+epochs, validation batches advance the training states, and a stateful layer
+fed a last batch smaller than its declared batch size can silently broadcast
+it over all state rows (see KERAS_NOTES). The functions here close those
+gaps:
+
+- `check_stateful_batch_size`: the guard the package's layers run in `call`.
+- `make_stateful_batches` / `merge_stateful_batches`: lay a long series out
+  so that sample `i` of batch `j` continues sample `i` of batch `j - 1`, and
+  back.
+- `reset_states`, `get_states`, `set_states`, `preserved_states`,
+  `evaluate_preserving_states`: reach the state variables of every stateful
+  RNN layer of a model, including inside nested models and wrappers.
+
+Non-finite inputs: the recurrent layers do not check their inputs (a check
+would cost a reduction per batch). A NaN or inf in sample `i` makes the
+outputs of sample `i` non-finite from that step on and, in a stateful
+layer, poisons state row `i` until the states are reset; the other samples
+are unaffected. `make_stateful_batches` rejects non-finite series early, and
+`keras.callbacks.TerminateOnNaN` stops a run whose loss became non-finite.
 """
 
+import contextlib
+import numbers
+import warnings
+
+import keras
+import numpy as np
 import tensorflow as tf
+from keras import tree
+
+try:  # Private TF API, stable since TF 2.0; only used to pick a check.
+    from tensorflow.python.ops import control_flow_util as _cf_util
+except ImportError:  # pragma: no cover
+    _cf_util = None
+
+
+def _in_xla_context():
+    """True when tracing for XLA, False when not, None when unknown."""
+    if _cf_util is None or tf.executing_eagerly():
+        return None if _cf_util is None else False
+    try:
+        graph = tf.compat.v1.get_default_graph()
+        return bool(_cf_util.GraphOrParentsInXlaContext(graph))
+    except Exception:  # pragma: no cover
+        return None
 
 
 def check_stateful_batch_size(layer, sequences):
     """Fails loudly when a stateful layer gets a batch of the wrong size.
 
-    Static shapes are checked at trace time (`ValueError`); dynamic ones (the
-    batch dimension of a `tf.data` pipeline inside `fit`) by a graph assertion
-    whose message names the layer and both sizes, and by `tf.ensure_shape`
-    so the check also holds in XLA-compiled steps, where shapes are static.
+    Without this check, Keras broadcasts a last batch of 1 over all the
+    state rows of a stateful layer (silently corrupting them) and fails with
+    an obscure `Incompatible shapes` error for other sizes.
+
+    - A static batch size (eager calls, `drop_remainder=True` datasets) is
+      checked at trace time: `ValueError`.
+    - A dynamic one (the batch dimension of the `tf.data` pipeline inside
+      `fit`, `evaluate` and `predict`) by a graph assertion whose message
+      names the layer and both sizes: `tf.errors.InvalidArgumentError`.
+    - In an XLA-compiled step (`jit_compile=True`) XLA drops `Assert` ops,
+      so the check is a `tf.ensure_shape`, which XLA evaluates when it
+      compiles the step for the batch's concrete shape. The error is then a
+      `tf.errors.InvalidArgumentError` that reads `Shape of tensor
+      .../stateful_batch_size_must_be_<B> [<b>,...] is not compatible with
+      expected shape [<B>,...]`.
 
     Args:
         layer: A stateful `keras.layers.RNN` (its states must exist).
@@ -30,28 +81,43 @@ def check_stateful_batch_size(layer, sequences):
     >>> x = keras_mrnn.stateful.check_stateful_batch_size(
     ...     layer, np.zeros((2, 5, 3), "float32"))
     """
-    if layer.states is None:
+    if getattr(layer, "states", None) is None:
         return sequences
-    expected = int(layer.states[0].shape[0])
+    expected = int(tree.flatten(layer.states)[0].shape[0])
     actual = sequences.shape[0]
     message = (
         f"Layer '{layer.name}' is stateful with batch size {expected}, but "
         "received a batch of a different size. Every batch of a stateful "
-        "model must have exactly the declared batch size: make the number of "
-        "samples a multiple of it (keras_mrnn.stateful.make_stateful_batches) "
-        "or use drop_remainder=True."
+        "model must have exactly the declared batch size (a smaller last "
+        "batch would be broadcast over, or clash with, the stored states): "
+        "make the number of samples a multiple of it "
+        "(keras_mrnn.stateful.make_stateful_batches) or batch a tf.data "
+        "pipeline with drop_remainder=True."
     )
     if actual is not None:
         if int(actual) != expected:
             raise ValueError(f"{message} Received batch size: {actual}.")
         return sequences
+    sequences = tf.convert_to_tensor(sequences)
+    rank = len(sequences.shape)
+    static_shape = (expected,) + (None,) * (rank - 1)
+    name = f"stateful_batch_size_must_be_{expected}"
+    xla = _in_xla_context()
+    if xla:
+        # XLA compiles Assert to a no-op; EnsureShape is checked when the
+        # step is compiled for the concrete shape of the batch.
+        sequences = tf.identity(sequences, name=name)
+        return tf.ensure_shape(sequences, static_shape)
     check = tf.debugging.assert_equal(
         tf.shape(sequences)[0], expected, message=message
     )
     with tf.control_dependencies([check]):
-        sequences = tf.identity(sequences)
-    rank = len(sequences.shape)
-    return tf.ensure_shape(sequences, (expected,) + (None,) * (rank - 1))
+        sequences = tf.identity(sequences, name=name)
+    if xla is None:  # pragma: no cover
+        # Unknown context: keep both. (Outside XLA, Grappler may then run
+        # EnsureShape before the Assert, so its terser message can win.)
+        sequences = tf.ensure_shape(sequences, static_shape)
+    return sequences
 
 
 def iter_layers(model):
@@ -74,15 +140,77 @@ def iter_layers(model):
     ...     for l in keras_mrnn.stateful.iter_layers(model))
     True
     """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            "Argument `model` must be a keras.Model or keras.layers.Layer. "
+            f"Received: model={model!r} of type {type(model).__name__}."
+        )
     return iter(model._flatten_layers(include_self=True, recursive=True))
 
 
+def stateful_layers(model):
+    """Returns the stateful recurrent layers of a model whose states exist.
+
+    Args:
+        model: A `keras.Model` or layer.
+
+    Returns:
+        A list of `keras.layers.RNN` instances with `stateful=True` that
+        have been built (each once, in model order; the forward and backward
+        layers of a `Bidirectional` appear separately).
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(2, 5, 3)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True)])
+    >>> len(keras_mrnn.stateful.stateful_layers(model))
+    1
+    """
+    return [
+        layer for layer in iter_layers(model)
+        if isinstance(layer, keras.layers.RNN)
+        and layer.stateful
+        and getattr(layer, "states", None) is not None
+    ]
+
+
+def state_variables(model):
+    """Returns the state variables of every stateful RNN layer of a model.
+
+    These variables are not in `model.weights` (Keras does not track or save
+    them).
+
+    Args:
+        model: A `keras.Model` or layer.
+
+    Returns:
+        A flat list of `keras.Variable`, each once, in model order.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(2, 5, 3)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True)])
+    >>> [v.shape for v in keras_mrnn.stateful.state_variables(model)]
+    [(2, 4), (2, 4)]
+    """
+    variables, seen = [], set()
+    for layer in stateful_layers(model):
+        for variable in tree.flatten(layer.states):
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                variables.append(variable)
+    return variables
+
+
 def reset_states(model):
-    """Resets the states of every stateful layer in a model.
+    """Resets the states of every stateful layer in a model to zeros.
 
     Keras 3 models have no `reset_states()`; this walks nested models and
-    wrappers such as `Bidirectional` and calls `reset_state()` on each
-    stateful layer.
+    wrappers such as `Bidirectional` and zeroes the state variables of each
+    stateful `keras.layers.RNN` (also those of a stateful RNN of stacked
+    cells, whose own `reset_state()` fails in Keras 3.15).
 
     Args:
         model: A `keras.Model` or layer.
@@ -98,10 +226,296 @@ def reset_states(model):
     >>> keras_mrnn.reset_states(model)
     1
     """
-    count = 0
-    for layer in iter_layers(model):
-        if getattr(layer, "stateful", False) and hasattr(layer, "reset_state"):
-            if getattr(layer, "states", None) is not None:
-                layer.reset_state()
-                count += 1
-    return count
+    layers = stateful_layers(model)
+    for variable in state_variables(model):
+        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    return len(layers)
+
+
+def get_states(model):
+    """Returns a copy of the states of every stateful layer of a model.
+
+    Args:
+        model: A `keras.Model` or layer.
+
+    Returns:
+        A list of NumPy arrays, in the order of `state_variables(model)`.
+
+    Example:
+
+    >>> saved = keras_mrnn.stateful.get_states(model)
+    >>> model.predict(x_other, batch_size=2)
+    >>> keras_mrnn.stateful.set_states(model, saved)
+    """
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in
+            state_variables(model)]
+
+
+def set_states(model, states):
+    """Sets the states of every stateful layer of a model.
+
+    Args:
+        model: A `keras.Model` or layer.
+        states: A list of arrays as returned by `get_states(model)`, of the
+            same length and shapes.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: if the number or shapes of `states` do not match.
+
+    Example:
+
+    >>> saved = keras_mrnn.stateful.get_states(model)
+    >>> keras_mrnn.stateful.set_states(model, saved)
+    """
+    variables = state_variables(model)
+    if isinstance(states, np.ndarray) or not isinstance(
+        states, (list, tuple)
+    ):
+        raise TypeError(
+            "Argument `states` must be a list of arrays, as returned by "
+            f"get_states(). Received: states of type {type(states).__name__}."
+        )
+    if len(states) != len(variables):
+        raise ValueError(
+            f"Argument `states` must hold {len(variables)} arrays (one per "
+            f"state variable of the model). Received {len(states)}."
+        )
+    values = []
+    for i, (variable, value) in enumerate(zip(variables, states)):
+        value = np.asarray(value)
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"Argument `states[{i}]` must have shape "
+                f"{tuple(variable.shape)} (variable '{variable.path}'). "
+                f"Received shape {value.shape}."
+            )
+        values.append(value)
+    for variable, value in zip(variables, values):
+        variable.assign(value.astype(variable.dtype))
+
+
+@contextlib.contextmanager
+def preserved_states(model):
+    """Context manager that restores a model's states on exit.
+
+    Snapshots the state variables of every stateful layer on entry and
+    writes them back on exit (also when an exception is raised), so that
+    evaluation or prediction inside the block does not disturb the states
+    that training carries from batch to batch.
+
+    Args:
+        model: A `keras.Model` or layer.
+
+    Returns:
+        A context manager yielding the snapshot (a list of NumPy arrays).
+
+    Example:
+
+    >>> with keras_mrnn.stateful.preserved_states(model):
+    ...     keras_mrnn.reset_states(model)
+    ...     model.evaluate(x_val, y_val, batch_size=4)
+    """
+    saved = get_states(model)
+    try:
+        yield saved
+    finally:
+        set_states(model, saved)
+
+
+def evaluate_preserving_states(model, *args, reset=True, **kwargs):
+    """`model.evaluate` that leaves the model's recurrent states unchanged.
+
+    In Keras, evaluating a stateful model advances the same state variables
+    that training carries across batches. This helper snapshots them,
+    optionally resets them to zeros (so that the evaluation data is read as
+    a fresh sequence), evaluates, and restores the snapshot.
+
+    Args:
+        model: A compiled `keras.Model`.
+        *args: Positional arguments of `model.evaluate` (`x`, `y`, ...).
+        reset: If `True` (default), evaluate from zero states; if `False`,
+            evaluate from the current training states (the evaluation data
+            then continues the training sequences).
+        **kwargs: Keyword arguments of `model.evaluate` (`batch_size`,
+            `return_dict`, ...).
+
+    Returns:
+        What `model.evaluate` returns.
+
+    Example:
+
+    >>> loss = keras_mrnn.stateful.evaluate_preserving_states(
+    ...     model, x_val, y_val, batch_size=4, verbose=0)
+    """
+    with preserved_states(model):
+        if reset:
+            reset_states(model)
+        return model.evaluate(*args, **kwargs)
+
+
+def _check_batching(batch_size, window):
+    for name, value in (("batch_size", batch_size), ("window", window)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"Argument `{name}` must be a positive integer. Received: "
+                f"{name}={value!r} of type {type(value).__name__}."
+            )
+        if value < 1:
+            raise ValueError(
+                f"Argument `{name}` must be a positive integer. Received: "
+                f"{name}={value!r}."
+            )
+    return int(batch_size), int(window)
+
+
+def make_stateful_batches(*series, batch_size, window, check_finite=True):
+    """Lays long series out as batches for a stateful model.
+
+    Splits each series (time first) into `batch_size` contiguous streams and
+    cuts each stream into windows of `window` steps, so that sample `i` of
+    batch `j` continues sample `i` of batch `j - 1`. Feed the result to
+    `fit`/`evaluate`/`predict` with the same `batch_size` and
+    `shuffle=False`. The length is trimmed to
+    `batch_size * window * (len // (batch_size * window))` steps, with a
+    `UserWarning` that says which steps were dropped (the end of the series).
+    Several series (inputs and targets) are laid out identically.
+
+    With `N` kept steps, `L = N // batch_size` and `j`-th batch, sample `i`
+    holds steps `i * L + j * window ... i * L + (j + 1) * window - 1`.
+
+    Args:
+        *series: One or more arrays of the same length along axis 0 (time),
+            e.g. `(time, features)` inputs and `(time, targets)` targets.
+        batch_size: Positive integer, the batch size of the stateful model.
+        window: Positive integer, the time steps per sample (the model's
+            sequence length).
+        check_finite: If `True` (default), raise `ValueError` when a
+            floating series holds NaN or inf (a stateful layer would carry it
+            in its states to every later batch).
+
+    Returns:
+        An array `(num_batches * batch_size, window, *series.shape[1:])` per
+        series (a tuple when several are given).
+
+    Raises:
+        ValueError: if the series are too short for one batch, have
+            different lengths, or hold non-finite values.
+
+    Example:
+
+    >>> t = np.arange(1000, dtype="float32")
+    >>> x, y = keras_mrnn.stateful.make_stateful_batches(
+    ...     np.sin(t)[:, None], np.cos(t)[:, None], batch_size=4, window=50)
+    >>> x.shape
+    (20, 50, 1)
+    >>> model.fit(x, y, batch_size=4, shuffle=False,
+    ...           callbacks=[keras_mrnn.callbacks.ResetStates()])
+    """
+    batch_size, window = _check_batching(batch_size, window)
+    if not series:
+        raise ValueError(
+            "make_stateful_batches needs at least one series. Received none."
+        )
+    arrays = []
+    for i, s in enumerate(series):
+        array = np.asarray(s)
+        if array.ndim < 1:
+            raise ValueError(
+                f"Argument `series[{i}]` must have a time axis (axis 0). "
+                f"Received a scalar: {s!r}."
+            )
+        if check_finite and np.issubdtype(array.dtype, np.floating):
+            bad = np.flatnonzero(
+                ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+            )
+            if bad.size:
+                raise ValueError(
+                    f"Argument `series[{i}]` holds NaN or inf at "
+                    f"{bad.size} time step(s), first at index {bad[0]}. "
+                    "A stateful layer would carry them in its states to all "
+                    "later batches. Clean the series, or pass "
+                    "check_finite=False."
+                )
+        arrays.append(array)
+    length = len(arrays[0])
+    lengths = [len(a) for a in arrays]
+    if any(n != length for n in lengths):
+        raise ValueError(
+            "All series must have the same length along axis 0. Received "
+            f"lengths {lengths}."
+        )
+    per_stream = (length // batch_size) // window * window
+    if per_stream == 0:
+        raise ValueError(
+            f"The series has {length} time steps, fewer than "
+            f"batch_size * window = {batch_size} * {window} = "
+            f"{batch_size * window}, the minimum for one batch."
+        )
+    kept = per_stream * batch_size
+    if kept < length:
+        warnings.warn(
+            f"make_stateful_batches dropped the last {length - kept} of "
+            f"{length} time steps (indices {kept} to {length - 1}) so that "
+            f"the series splits into batch_size={batch_size} streams of "
+            f"{per_stream} steps ({per_stream // window} windows of "
+            f"window={window}).",
+            UserWarning,
+            stacklevel=2,
+        )
+    num_batches = per_stream // window
+    results = []
+    for array in arrays:
+        rest = array.shape[1:]
+        streams = array[:kept].reshape(
+            (batch_size, num_batches, window) + rest
+        )
+        batches = np.swapaxes(streams, 0, 1)
+        results.append(np.ascontiguousarray(
+            batches.reshape((num_batches * batch_size, window) + rest)
+        ))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def merge_stateful_batches(batches, batch_size):
+    """Puts the output of a stateful model back into time order.
+
+    The inverse of `make_stateful_batches` for one series: takes an array
+    `(num_batches * batch_size, window, ...)` (e.g. `model.predict` with
+    `return_sequences=True`) and returns `(num_batches * batch_size * window,
+    ...)` in the order of the original series.
+
+    Args:
+        batches: Array `(num_batches * batch_size, window, ...)`.
+        batch_size: Positive integer, the batch size used to make them.
+
+    Returns:
+        A NumPy array `(num_batches * batch_size * window, ...)`.
+
+    Example:
+
+    >>> x = keras_mrnn.stateful.make_stateful_batches(
+    ...     np.arange(40.0), batch_size=4, window=5)
+    >>> keras_mrnn.stateful.merge_stateful_batches(x, batch_size=4)[:3]
+    array([0., 1., 2.])
+    """
+    array = np.asarray(batches)
+    if array.ndim < 2:
+        raise ValueError(
+            "Argument `batches` must have shape (samples, window, ...). "
+            f"Received shape {array.shape}."
+        )
+    batch_size, window = _check_batching(batch_size, array.shape[1] or 1)
+    if len(array) % batch_size:
+        raise ValueError(
+            f"Argument `batches` has {len(array)} samples, not a multiple of "
+            f"batch_size={batch_size}."
+        )
+    num_batches = len(array) // batch_size
+    rest = array.shape[2:]
+    streams = np.swapaxes(
+        array.reshape((num_batches, batch_size, window) + rest), 0, 1
+    )
+    return streams.reshape((num_batches * batch_size * window,) + rest)
