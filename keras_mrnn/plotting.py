@@ -118,7 +118,7 @@ def plot_switches(q, z, inputs=None, titles=None, figsize=None):
             else:
                 ax.imshow(inputs[row].T, aspect="auto", cmap="gray_r",
                           interpolation="nearest")
-            ax.set_ylabel("input")
+            ax.set_ylabel("input features")
             column = 1
         for values, name, ax in (
             (q[row], "$q_z(t)$", axes[row, column]),
