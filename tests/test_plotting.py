@@ -1,0 +1,115 @@
+"""Tests of keras_mrnn.plotting (Agg backend, no display)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from keras_mrnn import plotting  # noqa: E402
+
+
+def _switches(samples=3, steps=12, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.dirichlet(np.ones(k), size=(samples, steps))
+    z = np.eye(k)[q.argmax(-1)]
+    return q.astype("float32"), z.astype("float32")
+
+
+def test_plot_switches_axes(tmp_path):
+    q, z = _switches()
+    fig = plotting.plot_switches(q, z)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 * 2 + 1  # q and z per sample, one color bar
+    fig = plotting.plot_switches(q, z, inputs=np.zeros((3, 12, 1)),
+                                 titles=["a", "b", "c"])
+    assert len(fig.axes) == 3 * 3 + 1
+    fig.savefig(tmp_path / "switches.png")
+    assert (tmp_path / "switches.png").stat().st_size > 0
+
+
+def test_plot_switches_single_sample_and_image_inputs():
+    q, z = _switches(samples=1)
+    fig = plotting.plot_switches(q[0], z[0], inputs=np.zeros(12))
+    assert len(fig.axes) == 4
+    q, z = _switches(samples=2, steps=28)
+    fig = plotting.plot_switches(q, z, inputs=np.zeros((2, 28, 28)))
+    assert len(fig.axes) == 7
+
+
+def test_plot_switches_validation():
+    q, z = _switches()
+    with pytest.raises(ValueError, match="same shape"):
+        plotting.plot_switches(q, z[:, :5])
+    with pytest.raises(ValueError, match="`q`"):
+        plotting.plot_switches(q[0, 0], z[0, 0])
+    with pytest.raises(ValueError, match="inputs"):
+        plotting.plot_switches(q, z, inputs=np.zeros((2, 12)))
+    with pytest.raises(ValueError, match="titles"):
+        plotting.plot_switches(q, z, titles=["only one"])
+
+
+def test_state_usage_values():
+    z = np.eye(3)[[[0, 0, 1, 2], [2, 2, 2, 2]]]
+    np.testing.assert_allclose(plotting.state_usage(z), [2 / 8, 1 / 8, 5 / 8])
+    usage = plotting.state_usage(z, labels=[7, 3])
+    assert list(usage) == [3, 7, "overall"]
+    np.testing.assert_allclose(usage[7], [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(usage[3], [0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="labels"):
+        plotting.state_usage(z, labels=[1, 2, 3])
+
+
+def test_plot_state_usage_axes():
+    _, z = _switches(samples=20)
+    fig = plotting.plot_state_usage(z)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    labels = np.arange(20) % 10
+    fig = plotting.plot_state_usage(z, labels=labels, columns=4)
+    assert len(fig.axes) == 11  # ten classes and overall; empty cells gone
+    fig = plotting.plot_state_usage(z, labels=labels % 2,
+                                    class_names=["plain", "alien"])
+    assert [ax.get_title() for ax in fig.axes] == [
+        "plain", "alien", "overall"]
+    with pytest.raises(ValueError, match="class_names"):
+        plotting.plot_state_usage(z, labels=labels % 2, class_names=["x"])
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_state_usage(z, columns=0)
+
+
+def test_plot_predictions():
+    t = np.linspace(0, 10, 200)
+    fig = plotting.plot_predictions(np.sin(t)[:, None], np.sin(t) + 0.1,
+                                    title="x", max_points=100)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), 0.1)
+    assert len(fig.axes[0].lines[0].get_xdata()) == 100
+    with pytest.raises(ValueError, match="same number"):
+        plotting.plot_predictions(t, t[:-1])
+    with pytest.raises(ValueError, match="max_points"):
+        plotting.plot_predictions(t, t, max_points=0)
+
+
+def test_plot_image_grid():
+    fig = plotting.plot_image_grid(np.random.rand(23, 28, 28), columns=10,
+                                   title="digits")
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (3 * 29 + 1, 10 * 29 + 1)
+    with pytest.raises(ValueError, match="images"):
+        plotting.plot_image_grid(np.zeros((28, 28)))
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_image_grid(np.zeros((2, 28, 28)), columns=-1)
+
+
+def test_plot_history():
+    logs = {"loss": [1.0, 0.5], "val_loss": [1.2, 0.7], "accuracy": [0.3, 0.6]}
+    fig = plotting.plot_history(logs)
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines) == 2  # loss and val_loss
+    with pytest.raises(ValueError, match="absent"):
+        plotting.plot_history(logs, metrics=["auc"])
+    with pytest.raises(TypeError, match="history"):
+        plotting.plot_history([])
