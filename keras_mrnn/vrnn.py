@@ -4,9 +4,11 @@ Chung et al., "A Recurrent Latent Variable Model for Sequential Data",
 NeurIPS 2015 (arXiv:1506.02216).
 """
 
+import contextlib
 import math
 
 import keras
+import tensorflow as tf
 from keras import activations
 from keras import initializers
 from keras import ops
@@ -14,6 +16,7 @@ from keras import regularizers
 from keras import tree
 # `backend.rnn` is the loop that `keras.layers.RNN` runs (see `_rnn.py`).
 from keras.src import backend
+from keras.src.random.seed_generator import make_default_seed
 
 from keras_mrnn import _validation as check
 from keras_mrnn._rnn import SteppedRNN
@@ -774,6 +777,39 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         return masks[0] if len(masks) == 1 else masks
 
     # ------------------------------------------------------ analysis methods
+    # These run their loop in a `tf.function` cached on the layer (stored
+    # outside Keras's attribute tracking, so it is neither saved nor counted
+    # as a weight), with one seed generator whose state is set from `seed`
+    # at every call: eager TFP inside a Python loop is slow.
+    def _cached(self, name, factory):
+        cache = self.__dict__.setdefault("_vrnn_cache", {})
+        if name not in cache:
+            cache[name] = factory()
+        return cache[name]
+
+    def _generator(self, seed):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int)
+        ):
+            raise TypeError(
+                f"Argument `seed` must be an integer or None. Received: "
+                f"seed={seed!r} of type {type(seed).__name__}."
+            )
+        generator = self._cached(
+            "generator", lambda: keras.random.SeedGenerator(0)
+        )
+        if seed is None:
+            seed = make_default_seed()
+        generator.state.assign(
+            ops.convert_to_tensor([seed, 0], dtype=generator.state.dtype)
+        )
+        return generator
+
+    def _autocast(self):
+        if self.cell.compute_dtype != self.cell.variable_dtype:
+            return backend.AutocastScope(self.cell.compute_dtype)
+        return contextlib.nullcontext()
+
     def _prepare(self, x):
         x = ops.convert_to_tensor(x)
         check.sequence_shape(self.name, x.shape)
@@ -784,45 +820,62 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                 f"Layer '{self.name}' was built for {self.cell.input_dim} "
                 f"features. Received input with shape {x.shape}."
             )
-        return x
+        return ops.cast(x, self.cell.compute_dtype)
 
-    def _scan(self, x, mask=None, latent=None, seed_generator=None,
-              initial_state=None):
+    def _initial_states(self, initial_state, batch_size):
+        if initial_state is None:
+            return self.cell.get_initial_state(batch_size=batch_size)
+        return [
+            ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
+            for s in tree.flatten(initial_state)
+        ]
+
+    def _scan(self, x, mask=None, latent=None, initial_state=None):
         """Packed per-step outputs `(batch, time, packed)` in input order.
 
         Runs the loop from `initial_state` (zeros by default), never from or
-        into the states of a stateful layer.
+        into the states of a stateful layer; `z` uses the analysis seed
+        generator (see `_generator`).
         """
         cell = self.cell
-        if initial_state is None:
-            initial_state = cell.get_initial_state(batch_size=ops.shape(x)[0])
-        initial_state = [
-            ops.convert_to_tensor(s, dtype=cell.compute_dtype)
-            for s in tree.flatten(initial_state)
-        ]
-        projected = cell.project_inputs(x)
-
-        def step(inputs, states):
-            output, new_states = cell.step(
-                inputs, states, training=False, latent=latent,
-                seed_generator=seed_generator,
-            )
-            return output, list(new_states)
-
-        _, outputs, _ = backend.rnn(
-            step,
-            projected,
-            initial_state,
-            go_backwards=self.go_backwards,
-            mask=mask,
-            unroll=False,
-            input_length=x.shape[1],
-            zero_output_for_mask=self.zero_output_for_mask,
-            return_all_outputs=True,
+        generator = self._cached(
+            "generator", lambda: keras.random.SeedGenerator(0)
         )
-        if self.go_backwards:
-            outputs = ops.flip(outputs, axis=1)
-        return outputs
+
+        def scan(x, mask, initial_state):
+            with self._autocast():
+                projected = cell.project_inputs(x)
+
+                def step(inputs, states):
+                    output, new_states = cell.step(
+                        inputs, states, training=False, latent=latent,
+                        seed_generator=generator,
+                    )
+                    return output, list(new_states)
+
+                _, outputs, _ = backend.rnn(
+                    step,
+                    projected,
+                    list(initial_state),
+                    go_backwards=self.go_backwards,
+                    mask=mask,
+                    unroll=False,
+                    input_length=x.shape[1],
+                    zero_output_for_mask=self.zero_output_for_mask,
+                    return_all_outputs=True,
+                )
+            if self.go_backwards:
+                outputs = ops.flip(outputs, axis=1)
+            return outputs
+
+        function = self._cached(
+            f"scan_{latent}",
+            lambda: tf.function(scan, reduce_retracing=True),
+        )
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask, dtype="bool")
+        states = self._initial_states(initial_state, ops.shape(x)[0])
+        return function(x, mask, states)
 
     def infer(self, x, latent=None, seed=None, mask=None, initial_state=None):
         """Runs the model on `x` and returns every per-step quantity.
@@ -835,7 +888,8 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             x: Array or tensor `(batch, time, features)`.
             latent: `"sample"`, `"mean"` or `None` (the cell's
                 `inference_latent`).
-            seed: Integer seed of the latent samples, or `None`.
+            seed: Integer seed of the latent samples (the same seed gives the
+                same samples), or `None`.
             mask: Optional boolean `(batch, time)`.
             initial_state: Optional list of initial states (zeros by
                 default).
@@ -855,13 +909,13 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         >>> out["z"].shape, out["kl"].shape
         (TensorShape([4, 10, 2]), TensorShape([4, 10]))
         """
-        if latent is not None:
-            check.choice("latent", latent, LATENT_MODES)
+        if latent is None:
+            latent = self.cell.inference_latent
+        check.choice("latent", latent, LATENT_MODES)
         x = self._prepare(x)
-        generator = keras.random.SeedGenerator(seed)
+        self._generator(seed)
         outputs = self._scan(
-            x, mask=mask, latent=latent, seed_generator=generator,
-            initial_state=initial_state,
+            x, mask=mask, latent=latent, initial_state=initial_state
         )
         return self.cell.unpack(outputs)
 
@@ -891,8 +945,10 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         TensorShape([4, 10, 3])
         """
         check.choice("decode", decode, DECODE_MODES)
-        generator = keras.random.SeedGenerator(seed)
         parts = self.infer(x, latent=latent, seed=seed, mask=mask)
+        generator = self._cached(
+            "generator", lambda: keras.random.SeedGenerator(0)
+        )
         if self.cell.likelihood == "gaussian":
             loc, scale = parts["x_loc"], parts["x_scale"]
             if decode == "mean":
@@ -945,21 +1001,37 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                 "built with an input shape) before `sample()`: the number "
                 "of features is unknown."
             )
-        generator = keras.random.SeedGenerator(seed)
-        if initial_state is None:
-            states = self.cell.get_initial_state(batch_size=batch_size)
-        else:
-            states = [
-                ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
-                for s in tree.flatten(initial_state)
-            ]
-        steps = []
-        for _ in range(num_steps):
-            x, states = self.cell.generate_step(
-                states, decode=decode, seed_generator=generator
-            )
-            steps.append(x)
-        samples = ops.stack(steps, axis=1)
+        cell = self.cell
+        generator = self._generator(seed)
+
+        def generate(steps, initial_state):
+            with self._autocast():
+
+                def step(_, states):
+                    x, new_states = cell.generate_step(
+                        states, decode=decode, seed_generator=generator
+                    )
+                    return x, list(new_states)
+
+                _, samples, _ = backend.rnn(
+                    step,
+                    steps,
+                    list(initial_state),
+                    unroll=False,
+                    input_length=steps.shape[1],
+                    return_all_outputs=True,
+                )
+            return samples
+
+        function = self._cached(
+            f"sample_{decode}",
+            lambda: tf.function(generate, reduce_retracing=True),
+        )
+        # The loop runs over a dummy input with no features: one per step.
+        steps = ops.zeros((batch_size, num_steps, 0), cell.compute_dtype)
+        samples = function(
+            steps, self._initial_states(initial_state, batch_size)
+        )
         if self.go_backwards:
             samples = ops.flip(samples, axis=1)
         return samples
@@ -979,7 +1051,8 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         Args:
             x: Array or tensor `(batch, time, features)`.
             num_samples: Positive integer K, particles per sequence.
-            seed: Integer seed, or `None`.
+            seed: Integer seed (the same seed gives the same estimate), or
+                `None`.
             mask: Optional boolean `(batch, time)`; masked steps are left
                 out.
             batch_size: Positive integer: how many sequences to process at
@@ -1002,8 +1075,10 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         if batch_size is None:
             batch_size = max(total, 1)
         batch_size = check.positive_int("batch_size", batch_size)
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask, dtype="bool")
         tfd = _distributions()
-        generator = keras.random.SeedGenerator(seed)
+        self._generator(seed)
         results = []
         for start in range(0, total, batch_size):
             chunk = x[start : start + batch_size]
@@ -1012,13 +1087,11 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             chunk_mask = None
             if mask is not None:
                 chunk_mask = ops.repeat(
-                    ops.convert_to_tensor(mask)[start : start + batch_size],
-                    num_samples, axis=0,
+                    mask[start : start + batch_size], num_samples, axis=0
                 )
-            parts = self.cell.unpack(self._scan(
-                repeated, mask=chunk_mask, latent="sample",
-                seed_generator=generator,
-            ))
+            parts = self.cell.unpack(
+                self._scan(repeated, mask=chunk_mask, latent="sample")
+            )
             z = parts["z"]
             log_prior = tfd.Normal(
                 parts["prior_loc"], parts["prior_scale"]
