@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_mrnn  # noqa: E402
@@ -197,6 +198,44 @@ def test_cell_in_plain_rnn_matches_vrnn_features():
     assert h.shape == (2, 5, 5)
 
 
+def test_output_shapes_symbolic_and_eager():
+    x = np.random.RandomState(13).normal(size=(2, 7, 3)).astype("float32")
+    for recurrence, n_states in (("lstm", 2), ("gru", 1)):
+        inputs = keras.Input((7, 3))
+        outputs = keras_mrnn.VRNN(5, 3, recurrence=recurrence,
+                                  return_sequences=True,
+                                  return_state=True)(inputs)
+        assert len(outputs) == 1 + n_states
+        assert tuple(outputs[0].shape) == (None, 7, 5)
+        assert all(tuple(s.shape) == (None, 5) for s in outputs[1:])
+        model = keras.Model(inputs, keras.layers.Dense(1)(outputs[0]))
+        assert model(x).shape == (2, 7, 1)
+    last = keras_mrnn.VRNN(5, 3)(x)
+    assert last.shape == (2, 5)
+
+
+def test_latent_sample_is_reparameterized():
+    """With kl_weight 0 the loss is the NLL alone, which reaches the encoder
+    (both its mean and scale columns) only through the sampled z."""
+    x = np.random.RandomState(14).normal(size=(3, 5, 2)).astype("float32")
+    layer = make_layer(kl_weight=0.0)
+    layer.build((None, None, 2))
+    encoder = layer.cell.encoder_kernel
+    with tf.GradientTape() as tape:
+        layer(x, training=True)
+        loss = layer.losses[0]
+    grad = np_(tape.gradient(loss, encoder))
+    assert np.abs(grad[:, :3]).max() > 1e-6
+    assert np.abs(grad[:, 3:]).max() > 1e-6
+    # In inference with the posterior mean the scale columns get nothing.
+    layer.cell.inference_latent = "mean"
+    with tf.GradientTape() as tape:
+        layer(x, training=False)
+        loss = layer.losses[0]
+    grad = np_(tape.gradient(loss, encoder))
+    assert np.abs(grad[:, 3:]).max() == 0.0
+
+
 # ------------------------------------------------------------ loss, masking
 def test_added_loss_is_weighted_mean_and_respects_mask():
     rng = np.random.RandomState(4)
@@ -275,10 +314,10 @@ def test_kl_warmup_changes_the_weight_inside_an_xla_step():
     model = keras.Sequential([keras.Input((5, 2)), layer])
     model.compile(keras.optimizers.Adam(1e-2), jit_compile=True)
     history = model.fit(
-        x, epochs=4, batch_size=8, verbose=0,
+        x, epochs=3, batch_size=8, verbose=0,
         callbacks=[KLWarmup(2, unit="epoch", initial=0.0, final=1.0)],
     ).history
-    assert history["kl_weight"] == [0.0, 0.5, 1.0, 1.0]
+    assert history["kl_weight"] == [0.0, 0.5, 1.0]
     kl, nll = np.array(history["vrnn_kl"]), np.array(history["vrnn_nll"])
     # The loss seen by the optimizer is NLL + w * KL, w read in the XLA step.
     np.testing.assert_allclose(
@@ -355,10 +394,14 @@ def test_importance_weighted_bound_is_above_elbo_and_grows():
     # KL): both means agree within a few standard errors.
     se = np.sqrt(elbo.var() / elbo.size + ll1.var() / ll1.size)
     assert abs(ll1.mean() - elbo.mean()) < 5 * se
-    means = [np_(layer.log_likelihood(x, num_samples=k, seed=2,
-                                      batch_size=8)).mean()
-             for k in (1, 10, 100)]
-    assert means[0] <= means[1] <= means[2], means
+    # More particles, a tighter bound (means over 20 x 16 estimates for K=1,
+    # 16 for K = 10, 100; the gaps are several nats at these weights).
+    means = [ll1.mean()] + [
+        np_(layer.log_likelihood(x, num_samples=k, seed=2,
+                                 batch_size=8)).mean()
+        for k in (10, 100)
+    ]
+    assert means[0] + 1.0 < means[1] < means[2] - 1.0, means
     assert means[2] > elbo.mean() + 3 * se, (means, elbo.mean())
     per_sequence = np_(layer.log_likelihood(x, num_samples=100, seed=3))
     assert per_sequence.shape == (16,)
@@ -408,7 +451,7 @@ def test_long_sequences_are_finite_in_float32():
         keras_mrnn.VRNN(8, latent_dim=2, min_scale=1e-4, seed=0),
     ])
     model.compile(keras.optimizers.Adam(1e-2))
-    history = model.fit(x, batch_size=2, epochs=1, verbose=0).history
+    history = model.fit(x, batch_size=4, epochs=1, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
     assert all(np.all(np.isfinite(np_(w))) for w in model.weights)
     bernoulli = make_layer(likelihood="bernoulli")
@@ -428,7 +471,7 @@ def test_mixed_float16_policy_is_finite_with_float32_distributions():
                                 seed=0)
         model = keras.Sequential([keras.Input((30, 3)), layer])
         model.compile(keras.optimizers.Adam(1e-2))
-        history = model.fit(x, batch_size=4, epochs=2, verbose=0).history
+        history = model.fit(x, batch_size=8, epochs=1, verbose=0).history
         assert np.all(np.isfinite(history["loss"]))
         assert layer.compute_dtype == "float16"
         assert model(x).dtype == "float16"
