@@ -11,8 +11,20 @@ It reports the held-out test accuracy and draws, for one test image per
 digit, the switch probabilities q_z(t) and switches z(t) of one layer, and
 how often each of the K LSTMs is chosen per digit and overall.
 
+    # The full reference setting (10 epochs; hours on a CPU, use a GPU):
     python examples/mnist_sequence.py --data ../shared/data/mnist.npz
-    python examples/mnist_sequence.py --quick       # a CI-size run, seconds
+    # Quick start: one layer of 64 units, 2 epochs, tau from 1.0 (a few
+    # minutes on a laptop CPU, about 94 % test accuracy):
+    python examples/mnist_sequence.py --data ../shared/data/mnist.npz \
+        --layers 1 --units 64 --epochs 2 --temperature 1.0
+    # A CI-size run (seconds; the accuracy means nothing):
+    python examples/mnist_sequence.py --data ../shared/data/mnist.npz --quick
+
+At inference the switch is the one-hot of the most probable LSTM, while
+training mixes the K LSTMs with a Gumbel-softmax sample of temperature tau.
+After few epochs from tau = 5 the two differ much (in a 2-epoch run the test
+accuracy was 84 % against 92 % in training); the quick start therefore
+starts from tau = 1.
 
 Data: `--data PATH` or the MNIST_NPZ environment variable for a local
 `mnist.npz`, else `keras.datasets.mnist.load_data()` (downloads once).
