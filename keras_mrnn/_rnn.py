@@ -8,6 +8,7 @@ after the loop in `_unpack`, where losses can be added (`add_loss` inside the
 loop fails, see KERAS_NOTES).
 """
 
+import numpy as np
 from keras import ops
 from keras import tree
 # `backend.rnn` is the loop that `keras.layers.RNN` itself runs; it is not
@@ -51,9 +52,38 @@ class SteppedRNN:
         self._maybe_config_dropout_masks(
             self.cell, sequences[:, 0, :], initial_state
         )
+        # Cells that declare `time_major_projection` get time-major
+        # sequences: the loop runs time-major, and only the narrow inputs and
+        # outputs are transposed, never the wide projected tensor.
+        time_major = getattr(self.cell, "time_major_projection", False)
+        if time_major:
+            sequences = ops.transpose(sequences, (1, 0, 2))
         projected = self.cell.project_inputs(sequences, training=training)
+        num_steps = sequences.shape[1 - int(time_major)]
+        unpack = None
+        if num_steps is None and tree.is_nested(projected):
+            # `backend.rnn` reads the length from a single tensor's shape
+            # when it is not static (and, time-major, would read the batch
+            # size instead): hand it one batch-major tensor.
+            parts = tree.flatten(projected)
+            structure = projected
+            splits = list(np.cumsum([p.shape[-1] for p in parts])[:-1])
+            projected = ops.concatenate(parts, axis=-1)
+            if time_major:
+                projected = ops.transpose(projected, (1, 0, 2))
+                time_major = False
+
+            def unpack(inputs):
+                return tree.pack_sequence_as(
+                    structure, ops.split(inputs, splits, axis=-1)
+                )
+
+        if time_major and mask is not None:
+            mask = ops.transpose(mask, (1, 0))
 
         def step(inputs, states):
+            if unpack is not None:
+                inputs = unpack(inputs)
             output, new_states = self.cell.step(
                 inputs, states, training=training
             )
@@ -67,10 +97,15 @@ class SteppedRNN:
             go_backwards=self.go_backwards,
             mask=mask,
             unroll=self.unroll,
-            input_length=sequences.shape[1],
+            input_length=num_steps,
+            time_major=time_major,
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=return_all,
         )
+        if time_major:
+            outputs = ops.transpose(outputs, (1, 0, 2))
+            if mask is not None:
+                mask = ops.transpose(mask, (1, 0))
         self._maybe_reset_dropout_masks(self.cell)
 
         if self.stateful:

@@ -21,6 +21,19 @@ from keras_mrnn._rnn import SteppedRNN
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
 
 
+def _softmax(logits):
+    """Softmax over the last axis from elementary ops.
+
+    TF's fused (oneDNN) softmax costs about a millisecond per call on the
+    tiny (batch, K) switch logits, once per step; this costs microseconds.
+    """
+    shifted = logits - ops.stop_gradient(
+        ops.max(logits, axis=-1, keepdims=True)
+    )
+    weights = ops.exp(shifted)
+    return weights / ops.sum(weights, axis=-1, keepdims=True)
+
+
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
     """Cell of the Markov LSTM: K LSTMs and a latent switch between them.
@@ -33,12 +46,14 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
     `h_t = sum_k z_t[k] h^k_t`, `c_t = sum_k z_t[k] c^k_t`. With
     `num_states=1` the cell is an ordinary LSTM.
 
-    All K LSTMs and the switch logits share one kernel, so each step costs one
-    matmul of the inputs (done for all steps at once by `MarkovLSTM`) and one
-    of the recurrent state. The columns of `kernel`, `recurrent_kernel` and
-    `bias` are laid out as `[i | f | g | o | switch]`, each gate block holding
-    the K LSTMs one after the other (`k * units + j`); `lstm_weights(k)`
-    returns the weights of LSTM `k` in the layout of `keras.layers.LSTMCell`.
+    The K LSTMs share one fused kernel, so each step costs one matmul of
+    the recurrent state for all of them (the input matmul is done for all
+    steps at once by `MarkovLSTM`). The columns of `kernel`,
+    `recurrent_kernel` and `bias` are laid out as `[i | f | g | o]`, each
+    gate block holding the K LSTMs one after the other (`k * units + j`);
+    `lstm_weights(k)` returns the weights of LSTM `k` in the layout of
+    `keras.layers.LSTMCell`. The switch has its own `switch_kernel`,
+    `switch_recurrent_kernel` and `switch_bias`.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -184,7 +199,7 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
                 f"{input_shape}."
             )
         input_dim = input_shape[-1]
-        width = self._gate_width + self.num_states
+        width, num_states = self._gate_width, self.num_states
         self.kernel = self.add_weight(
             shape=(input_dim, width),
             name="kernel",
@@ -199,6 +214,23 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
             regularizer=self.recurrent_regularizer,
             constraint=self.recurrent_constraint,
         )
+        # The switch has weights of its own: appended to the gate kernels
+        # they would make the per-step matmul an awkward width (4Km + K)
+        # that runs markedly slower than 4Km on CPU.
+        self.switch_kernel = self.add_weight(
+            shape=(input_dim, num_states),
+            name="switch_kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.switch_recurrent_kernel = self.add_weight(
+            shape=(self.units, num_states),
+            name="switch_recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
         if self.use_bias:
             block = self.num_states * self.units
 
@@ -209,7 +241,7 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
                 forget = ops.concatenate([
                     ops.zeros((block,), dtype=dtype),
                     ops.ones((block,), dtype=dtype),
-                    ops.zeros((width - 2 * block,), dtype=dtype),
+                    ops.zeros((2 * block,), dtype=dtype),
                 ])
                 return bias + forget
 
@@ -220,8 +252,16 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
+            self.switch_bias = self.add_weight(
+                shape=(num_states,),
+                name="switch_bias",
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
         else:
             self.bias = None
+            self.switch_bias = None
         if self.markov_transition:
             self.transition_kernel = self.add_weight(
                 shape=(self.num_states, self.num_states),
@@ -287,103 +327,138 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         return [ops.convert_to_numpy(w)[..., columns] for w in weights]
 
     # ------------------------------------------------------------------ maths
+    def _uses_noise(self, training):
+        if self.num_states == 1:
+            return False
+        return bool(training) or self.inference_switch == "sample"
+
+    # `SteppedRNN` hands `project_inputs` time-major sequences, so the
+    # wide projected tensor never needs a transpose.
+    time_major_projection = True
+
     def project_inputs(self, inputs, training=False):
-        """Input part of the pre-activations, for one step or a sequence.
+        """Everything of a step that does not depend on the state.
+
+        Computes the input part of the gates and switch logits and, when the
+        switch is sampled, draws the Gumbel noise. Done for all steps at once
+        (by `MarkovLSTM`) this keeps the input matmul and random ops out of
+        the recurrent loop.
 
         Args:
-            inputs: `(batch, features)` or `(batch, time, features)`.
-            training: Python boolean; applies the input dropout mask.
+            inputs: `(batch, features)`, or a time-major sequence
+                `(time, batch, features)`.
+            training: Python boolean; applies the input dropout mask and
+                draws the switch noise.
 
         Returns:
-            `inputs @ kernel + bias`, with last dimension
-            `4 * num_states * units + num_states`.
+            A tuple `(inputs @ kernel + bias, inputs @ switch_kernel +
+            switch_bias)`, plus the Gumbel noise `(..., num_states)` when the
+            switch is sampled.
         """
+        sequence = len(inputs.shape) == 3
         if training and self.dropout > 0:
-            step_input = inputs if len(inputs.shape) == 2 else inputs[:, 0, :]
-            mask = self.get_dropout_mask(step_input)
-            if len(inputs.shape) == 3:
-                mask = ops.expand_dims(mask, 1)
-            inputs = inputs * mask
-        projected = ops.matmul(inputs, self.kernel)
+            mask = self.get_dropout_mask(inputs[0] if sequence else inputs)
+            inputs = inputs * (ops.expand_dims(mask, 0) if sequence else mask)
+        # One 2-D matmul per weight: a 3-D one becomes a tensordot with
+        # transposes. The bias rides in the matmul as a row of the kernel
+        # against a column of ones, because the gradient of a broadcast bias
+        # add is a column reduction that TF runs far slower than a matmul.
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        kernel, switch_kernel = self.kernel, self.switch_kernel
         if self.use_bias:
-            projected = projected + self.bias
-        return projected
+            flat = ops.concatenate(
+                [flat, ops.ones_like(flat[:, :1])], axis=-1
+            )
+            kernel = ops.concatenate(
+                [kernel, ops.expand_dims(self.bias, 0)], axis=0
+            )
+            switch_kernel = ops.concatenate(
+                [switch_kernel, ops.expand_dims(self.switch_bias, 0)], axis=0
+            )
+        gates = ops.matmul(flat, kernel)
+        logits = ops.matmul(flat, switch_kernel)
+        leading = tuple(ops.shape(inputs)[:-1])
+        parts = [
+            ops.reshape(gates, leading + (self._gate_width,)),
+            ops.reshape(logits, leading + (self.num_states,)),
+        ]
+        if self._uses_noise(training):
+            noise = gumbel.sample_gumbel(
+                leading + (self.num_states,), seed=self.seed_generator,
+                dtype="float32",
+            )
+            parts.append(ops.cast(noise, gates.dtype))
+        return tuple(parts)
 
-    def switch(self, logits, training=False):
-        """The switch `z_t` for given logits (float32, `(batch, K)`).
-
-        Args:
-            logits: Switch logits `(batch, num_states)`.
-            training: Python boolean: Gumbel-softmax sample when true,
-                `inference_switch` otherwise.
-
-        Returns:
-            A `(batch, num_states)` float32 tensor whose rows sum to one.
-        """
+    def _switch(self, logits, noise, training):
+        """The switch `z_t` (float32 `(batch, K)`, rows on the simplex)."""
         logits = ops.cast(logits, "float32")
         if self.num_states == 1:
             # One LSTM: the switch is always 1 (and softmax would warn).
             return ops.ones_like(logits)
         if training:
-            return gumbel.gumbel_softmax(
-                logits,
-                self._temperature,
-                hard=self.straight_through,
-                seed=self.seed_generator,
-            )
+            noisy = (logits + ops.cast(noise, "float32")) / self._temperature
+            soft = _softmax(noisy)
+            if self.straight_through:
+                return gumbel.straight_through(soft)
+            return soft
         if self.inference_switch == "expected":
-            return ops.softmax(logits, axis=-1)
+            return _softmax(logits)
         if self.inference_switch == "sample":
-            logits = logits + gumbel.sample_gumbel(
-                ops.shape(logits), seed=self.seed_generator
-            )
+            logits = logits + ops.cast(noise, "float32")
         return ops.one_hot(
             ops.argmax(logits, axis=-1), self.num_states, dtype="float32"
         )
 
     def step(self, projected, states, training=False):
-        """One recurrent step given the projected inputs of this step.
+        """One recurrent step given `project_inputs` of this step.
 
         Args:
-            projected: `project_inputs(x_t)`, `(batch, 4*K*units + K)`.
+            projected: `project_inputs(x_t, training)`.
             states: The previous states, as in `call`.
-            training: Python boolean.
+            training: Python boolean, as given to `project_inputs`.
 
         Returns:
             `(output, new_states)` as in `call`.
         """
         h_tm1, c_tm1 = states[0], states[1]
+        num_states, units = self.num_states, self.units
+        gates_in, logits = projected[0], projected[1]
+        noise = projected[2] if len(projected) > 2 else None
         h_in = h_tm1
         if training and self.recurrent_dropout > 0:
             h_in = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
-        z = projected + ops.matmul(h_in, self.recurrent_kernel)
-        num_states, units = self.num_states, self.units
-        gates = ops.reshape(
-            z[:, : self._gate_width], (-1, 4, num_states, units)
-        )
-        logits = z[:, self._gate_width :]
+        z = gates_in + ops.matmul(h_in, self.recurrent_kernel)
+        logits = logits + ops.matmul(h_in, self.switch_recurrent_kernel)
+        i, f, g, o = ops.split(z, 4, axis=-1)
         if self.markov_transition:
             logits = logits + ops.matmul(states[2], self.transition_kernel)
-        switch = self.switch(logits, training=training)
-        weights = ops.expand_dims(ops.cast(switch, z.dtype), -1)
+        switch = ops.cast(self._switch(logits, noise, training), z.dtype)
 
-        i = self.recurrent_activation(gates[:, 0])
-        f = self.recurrent_activation(gates[:, 1])
-        g = self.activation(gates[:, 2])
-        o = self.recurrent_activation(gates[:, 3])
-        c_all = f * ops.expand_dims(c_tm1, 1) + i * g
-        h_all = o * self.activation(c_all)
-        h = ops.sum(weights * h_all, axis=1)
-        c = ops.sum(weights * c_all, axis=1)
+        # Gates are (batch, K * units); viewed as (batch, K, units) where
+        # they meet the shared c_{t-1} and the switch weights.
+        shape = (-1, num_states, units)
+        c_all = ops.reshape(
+            self.recurrent_activation(f), shape
+        ) * ops.expand_dims(c_tm1, 1) + ops.reshape(
+            self.recurrent_activation(i) * self.activation(g), shape
+        )
+        h_all = ops.reshape(self.recurrent_activation(o), shape) * (
+            self.activation(c_all)
+        )
+        if num_states == 1:
+            h, c = h_all[:, 0], c_all[:, 0]
+        else:
+            weights = ops.expand_dims(switch, -1)
+            h = ops.sum(weights * h_all, axis=1)
+            c = ops.sum(weights * c_all, axis=1)
 
         new_states = [h, c]
         if self.markov_transition:
-            new_states.append(ops.cast(switch, z.dtype))
+            new_states.append(switch)
         output = h
         if self.output_switches:
-            output = ops.concatenate(
-                [h, logits, ops.cast(switch, z.dtype)], axis=-1
-            )
+            output = ops.concatenate([h, logits, switch], axis=-1)
         return output, new_states
 
     def call(self, inputs, states, training=False):

@@ -23,11 +23,9 @@ def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
     with the K LSTMs taken one by one from `lstm_weights` and the switch
     weights read from the trailing columns."""
     K, m = cell.num_states, cell.units
-    kernel = cell.kernel.numpy()
-    recurrent = cell.recurrent_kernel.numpy()
-    bias = cell.bias.numpy()
-    logits = x @ kernel[:, 4 * K * m:] + h @ recurrent[:, 4 * K * m:]
-    logits = logits + bias[4 * K * m:]
+    logits = (x @ cell.switch_kernel.numpy()
+              + h @ cell.switch_recurrent_kernel.numpy()
+              + cell.switch_bias.numpy())
     if z_prev is not None:
         logits = logits + z_prev @ cell.transition_kernel.numpy()
     q = softmax(logits)
@@ -52,7 +50,8 @@ def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
 
 def randomize_biases(cell, seed=0):
     rng = np.random.default_rng(seed)
-    cell.bias.assign(rng.normal(size=cell.bias.shape).astype("float32"))
+    for bias in [cell.bias, cell.switch_bias]:
+        bias.assign(rng.normal(size=bias.shape).astype("float32"))
 
 
 # ---------------------------------------------------------------- the maths
@@ -189,9 +188,8 @@ def test_straight_through_is_one_hot_with_gradient():
         loss = tf.reduce_sum(h ** 2)
     z = z.numpy()
     assert set(np.unique(z)) <= {0.0, 1.0}
-    grad = tape.gradient(loss, layer.cell.kernel).numpy()
-    K, m = 3, 4
-    assert np.abs(grad[:, 4 * K * m:]).sum() > 0  # switch columns learn
+    grad = tape.gradient(loss, layer.cell.switch_kernel).numpy()
+    assert np.abs(grad).sum() > 0  # the switch learns through the hard z
 
 
 def test_fixed_seed_reproduces_and_different_seeds_differ():
@@ -227,18 +225,21 @@ def test_gradients_reach_every_lstm_and_the_switch():
     layer.build(x.shape)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(x, training=True) ** 2)
-    grads = tape.gradient(loss, [layer.cell.kernel,
-                                 layer.cell.recurrent_kernel,
-                                 layer.cell.bias])
+    cell = layer.cell
+    grads = tape.gradient(loss, [cell.kernel, cell.recurrent_kernel,
+                                 cell.bias, cell.switch_kernel,
+                                 cell.switch_recurrent_kernel,
+                                 cell.switch_bias])
     K, m = 3, 4
-    for grad in grads:
+    for grad in grads[:3]:
         grad = grad.numpy()
         for gate in range(4):
             for k in range(K):
                 start = gate * K * m + k * m
                 block = grad[..., start:start + m]
                 assert np.abs(block).sum() > 0, (gate, k)
-        assert np.abs(grad[..., 4 * K * m:]).sum() > 0
+    for grad in grads[3:]:
+        assert np.abs(grad.numpy()).sum() > 0
 
 
 def test_entropy_weight_adds_the_entropy_loss():
