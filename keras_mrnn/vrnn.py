@@ -135,7 +135,7 @@ class VRNNCell(keras.layers.Layer):
     >>> inputs = np.random.random((32, 10, 8)).astype("float32")
     >>> rnn = keras.layers.RNN(keras_mrnn.VRNNCell(16, latent_dim=4))
     >>> rnn(inputs).shape
-    (32, 16)
+    TensorShape([32, 16])
     """
 
     def __init__(
@@ -170,7 +170,8 @@ class VRNNCell(keras.layers.Layer):
             self.units if feature_units is None else feature_units,
         )
         self.hidden_units = check.positive_int(
-            "hidden_units", self.units if hidden_units is None else hidden_units
+            "hidden_units",
+            self.units if hidden_units is None else hidden_units,
         )
         self.activation = activations.get(activation)
         self.min_scale = check.positive_float("min_scale", min_scale)
@@ -285,7 +286,9 @@ class VRNNCell(keras.layers.Layer):
         self.phi_x_bias = bias("phi_x_bias", features)
         self.phi_z_kernel = kernel("phi_z_kernel", (latent, features))
         self.phi_z_bias = bias("phi_z_bias", features)
-        self.input_kernel = kernel("input_kernel", (features, hidden + rnn_width))
+        self.input_kernel = kernel(
+            "input_kernel", (features, hidden + rnn_width)
+        )
         self.input_bias = bias(
             "input_bias", hidden + rnn_width, input_bias_initializer
         )
@@ -346,7 +349,8 @@ class VRNNCell(keras.layers.Layer):
             latent_part[:, :hidden] + recurrent[:, 2 * hidden : 3 * hidden]
         )
         params = ops.cast(
-            ops.matmul(decoder_hidden, self.decoder_kernel) + self.decoder_bias,
+            ops.matmul(decoder_hidden, self.decoder_kernel)
+            + self.decoder_bias,
             "float32",
         )
         if self.likelihood == "gaussian":
