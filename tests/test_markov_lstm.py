@@ -502,3 +502,28 @@ def test_input_that_is_not_3d_raises_at_build(shape):
     layer = MarkovLSTM(4)
     with pytest.raises(ValueError, match="3-D input"):
         layer(np.zeros(shape, "float32"))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_unknown_length_runs_every_step(training):
+    """With an unknown time dimension the loop must not stop early (the
+    Keras loop would read the batch size as the length if handed
+    time-major inputs), in inference and with sampled noise."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2, 9, 3)).astype("float32")
+    fixed = MarkovLSTM(4, num_states=3, return_sequences=True,
+                       inference_switch="expected", seed=0)
+    fixed.build(x.shape)
+    dynamic = MarkovLSTM(4, num_states=3, return_sequences=True,
+                         inference_switch="expected", seed=0)
+    dynamic.build((2, None, 3))
+    dynamic.set_weights(fixed.get_weights())
+    spec = tf.TensorSpec((2, None, 3), tf.float32)
+    got = tf.function(lambda v: dynamic(v, training=training),
+                      input_signature=[spec])(x).numpy()
+    want = fixed(x, training=training).numpy()
+    assert got.shape == (2, 9, 4)
+    # The last steps were computed, not left at zero.
+    assert np.abs(got[:, -1]).sum() > 0
+    if not training:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
