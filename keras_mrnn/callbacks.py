@@ -184,3 +184,153 @@ class KLWarmup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self.kl_weight is not None:
             logs["kl_weight"] = self.kl_weight
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Resets the states of every stateful layer at each epoch's start.
+
+    `fit` never resets the states of stateful layers, and Keras 3 models have
+    no `reset_states()`. This callback zeroes the state variables of every
+    stateful `keras.layers.RNN` of the model (including inside nested models
+    and `Bidirectional`) at the start of every epoch and, with
+    `every_n_batches`, also before every `every_n_batches`-th batch (e.g.
+    when the training set holds several independent series, each
+    `every_n_batches` batches long).
+
+    Args:
+        every_n_batches: `None` (default: only at epoch starts) or a positive
+            integer N: also reset before batches N, 2N, ... of each epoch.
+            With `steps_per_execution=k > 1`, batch callbacks run once per k
+            batches, so N must be a multiple of k.
+        verbose: If 1, print a line at each reset.
+
+    Example:
+
+    >>> x, y = keras_mrnn.stateful.make_stateful_batches(
+    ...     series_x, series_y, batch_size=4, window=50)
+    >>> model.fit(x, y, batch_size=4, shuffle=False, epochs=10,
+    ...           callbacks=[keras_mrnn.callbacks.ResetStates()])
+    """
+
+    def __init__(self, every_n_batches=None, verbose=0):
+        super().__init__()
+        if every_n_batches is not None:
+            every_n_batches = check.positive_int(
+                "every_n_batches", every_n_batches
+            )
+        self.every_n_batches = every_n_batches
+        self.verbose = verbose
+        self.resets = 0
+
+    def _reset(self, where):
+        from keras_mrnn.stateful import reset_states
+
+        reset_states(self.model)
+        self.resets += 1
+        if self.verbose:
+            print(f"\nResetStates: states reset {where}.")
+
+    def on_train_begin(self, logs=None):
+        from keras_mrnn.stateful import stateful_layers
+
+        if not stateful_layers(self.model):
+            raise ValueError(
+                "ResetStates found no built stateful recurrent layer in the "
+                f"model '{self.model.name}'. Build the model (give its Input "
+                "a batch size) with stateful=True layers."
+            )
+        steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        if self.every_n_batches is not None and self.every_n_batches % steps:
+            raise ValueError(
+                f"ResetStates(every_n_batches={self.every_n_batches}) needs "
+                "a multiple of the model's steps_per_execution "
+                f"({steps}): batch callbacks run once per execution."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset(f"at the start of epoch {epoch + 1}")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        n = self.every_n_batches
+        if n is not None and batch > 0 and batch % n == 0:
+            self._reset(f"before batch {batch}")
+
+
+class StatefulEvaluation(keras.callbacks.Callback):
+    """Evaluates a stateful model without disturbing its training states.
+
+    Keras's own validation (`fit(validation_data=...)`) advances the same
+    state variables that training carries from batch to batch. This callback
+    instead, every `every_n_epochs` epochs at the epoch's end: snapshots the
+    state variables of every stateful layer, optionally resets them to
+    zeros, runs `model.evaluate` on its data, writes the results to the
+    epoch's logs as `{prefix}{name}` (so that `History`, `EarlyStopping`,
+    `ModelCheckpoint`, CSV and TensorBoard loggers see them) and restores
+    the snapshot. Training continues from exactly the states it had. Put it
+    before the callbacks that read its logs (e.g. `EarlyStopping`).
+
+    The evaluation data must be laid out for the model's batch size, like
+    the training data (see `keras_mrnn.stateful.make_stateful_batches`).
+    Only the state variables are restored: a layer that samples at inference
+    (e.g. `inference_switch="sample"`) advances its random generator.
+
+    Args:
+        x: Inputs of `model.evaluate` (arrays or a `tf.data.Dataset`).
+        y: Targets, or `None`.
+        batch_size: The batch size for array inputs (the model's batch
+            size); `None` for datasets.
+        reset_states: If `True` (default), evaluate from zero states (the
+            evaluation data is a fresh sequence); if `False`, from the
+            current training states (it continues the training sequences).
+        prefix: String prepended to the metric names in the logs
+            (`"val_"`).
+        every_n_epochs: Positive integer, evaluate every this many epochs.
+        verbose: Verbosity of `model.evaluate`.
+
+    Example:
+
+    >>> x_val, y_val = keras_mrnn.stateful.make_stateful_batches(
+    ...     val_x, val_y, batch_size=4, window=50)
+    >>> model.fit(x, y, batch_size=4, shuffle=False, epochs=10, callbacks=[
+    ...     keras_mrnn.callbacks.StatefulEvaluation(x_val, y_val,
+    ...                                             batch_size=4),
+    ...     keras.callbacks.EarlyStopping("val_loss", patience=2)])
+    """
+
+    def __init__(self, x, y=None, batch_size=None, reset_states=True,
+                 prefix="val_", every_n_epochs=1, verbose=0):
+        super().__init__()
+        if x is None:
+            raise ValueError(
+                "StatefulEvaluation needs evaluation data. Received: x=None."
+            )
+        if not isinstance(prefix, str):
+            raise TypeError(
+                "Argument `prefix` must be a string. Received: "
+                f"prefix={prefix!r} of type {type(prefix).__name__}."
+            )
+        if batch_size is not None:
+            batch_size = check.positive_int("batch_size", batch_size)
+        self.x = x
+        self.y = y
+        self.batch_size = batch_size
+        self.reset_states = bool(reset_states)
+        self.prefix = prefix
+        self.every_n_epochs = check.positive_int(
+            "every_n_epochs", every_n_epochs
+        )
+        self.verbose = verbose
+        self.results = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_mrnn.stateful import evaluate_preserving_states
+
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        self.results = evaluate_preserving_states(
+            self.model, self.x, self.y, batch_size=self.batch_size,
+            reset=self.reset_states, verbose=self.verbose, return_dict=True,
+        )
+        if logs is not None:
+            for name, value in self.results.items():
+                logs[f"{self.prefix}{name}"] = float(value)

@@ -94,9 +94,23 @@ def check_stateful_batch_size(layer, sequences):
         "(keras_mrnn.stateful.make_stateful_batches) or batch a tf.data "
         "pipeline with drop_remainder=True."
     )
+    if tf.distribute.has_strategy():
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            message += (
+                f" A tf.distribute strategy with {replicas} replicas is "
+                f"active: each replica gets 1/{replicas} of the global batch, "
+                "so declare the per-replica batch size in the Input and fit "
+                f"with batch_size = {replicas} * that size."
+            )
     if actual is not None:
         if int(actual) != expected:
-            raise ValueError(f"{message} Received batch size: {actual}.")
+            raise ValueError(
+                f"{message} Received batch size: {actual}. (If this was "
+                "raised inside fit, Keras keeps the train function whose "
+                "tracing failed: call model.make_train_function(force=True) "
+                "or compile again before the next fit.)"
+            )
         return sequences
     sequences = tf.convert_to_tensor(sequences)
     rank = len(sequences.shape)
@@ -235,6 +249,9 @@ def reset_states(model):
 def get_states(model):
     """Returns a copy of the states of every stateful layer of a model.
 
+    Under a `tf.distribute` strategy, each replica keeps its own copy of the
+    states (for its share of the batch); this returns the first replica's.
+
     Args:
         model: A `keras.Model` or layer.
 
@@ -251,13 +268,23 @@ def get_states(model):
             state_variables(model)]
 
 
+def _replica_values(variable):
+    """The per-replica copies of a variable (one outside distribution)."""
+    value = getattr(variable, "value", variable)
+    strategy = getattr(value, "distribute_strategy", None)
+    if strategy is None:
+        return [value]
+    return list(strategy.experimental_local_results(value))
+
+
 def set_states(model, states):
     """Sets the states of every stateful layer of a model.
 
     Args:
         model: A `keras.Model` or layer.
         states: A list of arrays as returned by `get_states(model)`, of the
-            same length and shapes.
+            same length and shapes. (Under a `tf.distribute` strategy every
+            replica's copy gets these values.)
 
     Returns:
         None.
@@ -304,7 +331,8 @@ def preserved_states(model):
     Snapshots the state variables of every stateful layer on entry and
     writes them back on exit (also when an exception is raised), so that
     evaluation or prediction inside the block does not disturb the states
-    that training carries from batch to batch.
+    that training carries from batch to batch. Under a `tf.distribute`
+    strategy every replica's copy is saved and restored.
 
     Args:
         model: A `keras.Model` or layer.
@@ -318,11 +346,19 @@ def preserved_states(model):
     ...     keras_mrnn.reset_states(model)
     ...     model.evaluate(x_val, y_val, batch_size=4)
     """
-    saved = get_states(model)
+    variables = state_variables(model)
+    # Under a tf.distribute strategy each replica holds its own copy of the
+    # states (for its part of the batch): save and restore every copy.
+    copies = [
+        [(c, np.array(c.numpy())) for c in _replica_values(v)]
+        for v in variables
+    ]
     try:
-        yield saved
+        yield [pairs[0][1].copy() for pairs in copies]
     finally:
-        set_states(model, saved)
+        for pairs in copies:
+            for component, value in pairs:
+                component.assign(value)
 
 
 def evaluate_preserving_states(model, *args, reset=True, **kwargs):

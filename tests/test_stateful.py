@@ -1,0 +1,397 @@
+"""Tests of keras_mrnn.stateful and the ResetStates / StatefulEvaluation
+callbacks: layout of stateful batches, state resets in nested models, the
+batch-size guard in fit/evaluate/predict (with and without XLA), and
+evaluation that leaves the training states untouched."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import keras_mrnn
+from keras_mrnn import stateful
+from keras_mrnn.callbacks import ResetStates, StatefulEvaluation
+
+B, T, F = 4, 5, 2
+KINDS = ["markov", "vrnn"]
+
+
+def make_layer(kind, **kwargs):
+    if kind == "markov":
+        return keras_mrnn.MarkovLSTM(6, num_states=3, seed=3, **kwargs)
+    return keras_mrnn.VRNN(
+        6, latent_dim=2, seed=3, inference_latent="mean", **kwargs
+    )
+
+
+def make_model(kind, jit_compile=False, batch_size=B, window=T):
+    """Stateful layer -> Dense(1), MSE (plus the VRNN's own ELBO)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(batch_shape=(batch_size, window, F))
+    h = make_layer(kind, stateful=True)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=jit_compile)
+    return model
+
+
+def data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, T, F)).astype("float32")
+    return x, x[:, :, :1].sum(axis=1)
+
+
+def state_arrays(model):
+    return [np.array(s) for s in stateful.get_states(model)]
+
+
+# ------------------------------------------------- make / merge batches
+def test_make_stateful_batches_layout_against_indices():
+    n, batch_size, window = 4 * 3 * 5, 4, 5  # 3 batches, no trimming
+    series = np.arange(n, dtype="float32")[:, None] * np.array([1.0, -1.0])
+    targets = np.arange(n) * 10
+    x, y = stateful.make_stateful_batches(
+        series, targets, batch_size=batch_size, window=window
+    )
+    assert x.shape == (12, window, 2) and y.shape == (12, window)
+    per_stream = n // batch_size
+    for j in range(3):
+        for i in range(batch_size):
+            sample = x[j * batch_size + i, :, 0]
+            start = i * per_stream + j * window
+            np.testing.assert_array_equal(
+                sample, np.arange(start, start + window)
+            )
+            np.testing.assert_array_equal(
+                y[j * batch_size + i], 10 * np.arange(start, start + window)
+            )
+            if j > 0:  # sample i of batch j continues sample i of batch j-1
+                previous = x[(j - 1) * batch_size + i, -1, 0]
+                assert sample[0] == previous + 1
+    np.testing.assert_array_equal(x[..., 1], -x[..., 0])
+    np.testing.assert_array_equal(
+        stateful.merge_stateful_batches(x, batch_size), series
+    )
+
+
+def test_make_stateful_batches_trims_with_a_warning_that_says_what():
+    series = np.arange(103.0)
+    with pytest.warns(UserWarning) as record:
+        x = stateful.make_stateful_batches(series, batch_size=4, window=6)
+    # 103 // 4 = 25 steps per stream, cut to 24 = 4 windows of 6: 96 kept.
+    message = str(record[0].message)
+    assert "dropped the last 7 of 103" in message
+    assert "indices 96 to 102" in message
+    assert x.shape == (16, 6)
+    np.testing.assert_array_equal(
+        stateful.merge_stateful_batches(x, 4), series[:96]
+    )
+
+
+def test_make_stateful_batches_no_warning_when_nothing_is_dropped(recwarn):
+    stateful.make_stateful_batches(np.zeros((40, 1)), batch_size=4, window=5)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(batch_size=0, window=2), ValueError, "batch_size=0"),
+    (dict(batch_size=2.0, window=2), TypeError, "batch_size=2.0"),
+    (dict(batch_size=2, window=True), TypeError, "window=True"),
+    (dict(batch_size=8, window=4), ValueError, "fewer than"),
+])
+def test_make_stateful_batches_rejects_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        stateful.make_stateful_batches(np.zeros(20), **kwargs)
+
+
+def test_make_stateful_batches_rejects_mismatch_and_non_finite():
+    with pytest.raises(ValueError, match=r"lengths \[20, 19\]"):
+        stateful.make_stateful_batches(
+            np.zeros(20), np.zeros(19), batch_size=2, window=2
+        )
+    series = np.zeros((20, 2))
+    series[13, 1] = np.nan
+    with pytest.raises(ValueError, match="series\\[0\\].*first at index 13"):
+        stateful.make_stateful_batches(series, batch_size=2, window=2)
+    out = stateful.make_stateful_batches(
+        series, batch_size=2, window=2, check_finite=False
+    )
+    assert np.isnan(out).sum() == 1
+
+
+# -------------------------------------------- reset / get / set states
+def nested_model():
+    """Stateful Markov layer in a Bidirectional inside a nested Sequential,
+    followed by a stateful RNN of stacked Keras cells."""
+    inner = keras.Sequential([
+        keras.Input(batch_shape=(B, T, F)),
+        keras.layers.Bidirectional(make_layer(
+            "markov", stateful=True, return_sequences=True)),
+    ])
+    inputs = keras.Input(batch_shape=(B, T, F))
+    h = inner(inputs)
+    h = keras.layers.RNN(
+        [keras.layers.LSTMCell(3), keras.layers.LSTMCell(2)], stateful=True
+    )(h)
+    return keras.Model(inputs, keras.layers.Dense(1)(h))
+
+
+def test_reset_states_reaches_nested_bidirectional_and_stacked_cells():
+    model = nested_model()
+    variables = stateful.state_variables(model)
+    # 2 Markov layers x (h, c) + 2 stacked LSTM cells x (h, c).
+    assert sorted(tuple(v.shape) for v in variables) == sorted(
+        [(B, 6)] * 4 + [(B, 3)] * 2 + [(B, 2)] * 2
+    )
+    weights = {id(w) for w in model.weights}
+    assert not any(id(v) in weights for v in variables)  # Keras fact
+    model.predict(data(B)[0], batch_size=B, verbose=0)
+    assert all(np.abs(s).sum() > 0 for s in state_arrays(model))
+    assert keras_mrnn.reset_states(model) == 3
+    assert all(np.abs(s).sum() == 0 for s in state_arrays(model))
+
+
+def test_get_set_and_preserved_states_round_trip():
+    model = make_model("markov")
+    x, _ = data(8)
+    model.predict(x[:B], batch_size=B, verbose=0)
+    saved = stateful.get_states(model)
+    with stateful.preserved_states(model) as snapshot:
+        model.predict(x[B:], batch_size=B, verbose=0)
+        changed = state_arrays(model)
+    assert any(not np.allclose(a, b) for a, b in zip(changed, saved))
+    for a, b, c in zip(state_arrays(model), saved, snapshot):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    stateful.set_states(model, changed)
+    for a, b in zip(state_arrays(model), changed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_state_helpers_reject_bad_arguments():
+    model = make_model("markov")
+    with pytest.raises(TypeError, match="model=.*ndarray"):
+        keras_mrnn.reset_states(np.zeros(3))
+    with pytest.raises(ValueError, match="must hold 2 arrays.*Received 1"):
+        stateful.set_states(model, [np.zeros((B, 6))])
+    with pytest.raises(ValueError, match=r"states\[1\].*\(4, 6\).*\(3, 6\)"):
+        stateful.set_states(model, [np.zeros((B, 6)), np.zeros((3, 6))])
+    with pytest.raises(TypeError, match="list of arrays"):
+        stateful.set_states(model, np.zeros((2, B, 6)))
+
+
+# ---------------------------------------------------- the batch guard
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_call_with_wrong_batch_raises_value_error(kind):
+    layer = make_layer(kind, stateful=True)
+    layer(np.zeros((B, T, F), "float32"))
+    with pytest.raises(ValueError, match="stateful with batch size 4.*: 1"):
+        layer(np.zeros((1, T, F), "float32"))
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records the states (and weights, in fit) after every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.states, self.weights = [], []
+
+    def _record(self, batch, logs=None):
+        self.states.append(state_arrays(self.model))
+
+    on_predict_batch_end = on_test_batch_end = _record
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._record(batch)
+        self.weights.append(self.model.get_weights())
+
+
+@pytest.mark.parametrize("kind, jit_compile, calls", [
+    ("markov", False, ("predict", "evaluate", "fit")),
+    ("markov", True, ("predict", "evaluate", "fit")),
+    ("vrnn", False, ("predict", "evaluate", "fit")),
+    ("vrnn", True, ("predict",)),  # same guard code; XLA compiles are slow
+])
+def test_last_batch_of_one_is_an_error_not_corrupted_states(
+    kind, jit_compile, calls
+):
+    """9 samples with batch size 4: batches of 4, 4 and 1. Keras alone
+    broadcasts the batch of 1 over the 4 state rows without an error; the
+    guard must stop fit, evaluate and predict, leaving the states (and
+    weights) as the 2 good batches left them. Without XLA the Assert's
+    message names the layer; under XLA (which drops Assert ops) the named
+    EnsureShape does."""
+    words = ("stateful_batch_size_must_be_4" if jit_compile
+             else "stateful with batch size 4")
+    x, y = data(9)
+    model = make_model(kind, jit_compile=jit_compile)
+    for call in calls:
+        keras_mrnn.reset_states(model)
+        recorder = Recorder()
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            if call == "predict":
+                model.predict(x, batch_size=B, verbose=0,
+                              callbacks=[recorder])
+            elif call == "evaluate":
+                model.evaluate(x, y, batch_size=B, verbose=0,
+                               callbacks=[recorder])
+            else:
+                model.fit(x, y, batch_size=B, shuffle=False, verbose=0,
+                          callbacks=[recorder])
+        assert len(recorder.states) == 2, call  # the 2 good batches ran
+        for got, want in zip(state_arrays(model), recorder.states[-1]):
+            np.testing.assert_array_equal(got, want)
+            # Distinct rows: the refused batch of 1 was not broadcast.
+            assert np.abs(got - got[:1]).max() > 1e-6
+        if call == "fit":  # the refused step did not update the weights
+            for got, want in zip(model.get_weights(), recorder.weights[-1]):
+                np.testing.assert_array_equal(got, want)
+    # With a whole number of batches everything runs.
+    model.predict(x[:8], batch_size=B, verbose=0)
+
+
+def test_static_batch_of_a_dataset_is_checked_at_trace_time():
+    model = make_model("markov")
+    x, y = data(6)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+        3, drop_remainder=True
+    )
+    with pytest.raises(ValueError, match="batch size 4.*batch size: 3"):
+        model.fit(dataset, verbose=0)
+    # Keras keeps the train function whose tracing failed (its own stateful
+    # LSTM too); the error message says so.
+    model.make_train_function(force=True)
+    good = tf.data.Dataset.from_tensor_slices((x[:4], y[:4])).batch(
+        B, drop_remainder=True
+    )
+    model.fit(good, verbose=0)
+
+
+# ----------------------------------- state carrying, end to end
+@pytest.mark.parametrize("kind", KINDS)
+def test_stateful_windows_equal_one_pass_over_each_stream(kind):
+    """make_stateful_batches + a stateful predict + merge_stateful_batches
+    give, for each of the B streams, the outputs of a non-stateful layer
+    with the same weights run over the whole stream at once (inference:
+    Markov argmax switch, VRNN posterior-mean latent)."""
+    window, num_batches = 3, 4
+    length = B * window * num_batches
+    series = np.random.default_rng(1).normal(size=(length, F)).astype(
+        "float32")
+    x = stateful.make_stateful_batches(series, batch_size=B, window=window)
+
+    keras.utils.set_random_seed(0)
+    chunked = make_layer(kind, stateful=True, return_sequences=True)
+    model = keras.Sequential(
+        [keras.Input(batch_shape=(B, window, F)), chunked]
+    )
+    out = model.predict(x, batch_size=B, verbose=0)
+    merged = stateful.merge_stateful_batches(out, B)
+
+    whole = make_layer(kind, return_sequences=True)
+    streams = series.reshape(B, length // B, F)
+    whole.build(streams.shape)
+    whole.set_weights(chunked.get_weights())
+    expected = keras.ops.convert_to_numpy(whole(streams, training=False))
+    np.testing.assert_allclose(
+        merged, expected.reshape(length, -1), rtol=1e-4, atol=1e-5
+    )
+
+
+# ---------------------------------------------------------- callbacks
+class StateProbe(keras.callbacks.Callback):
+    """Records, at each batch start, whether all states are zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.zero = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.zero.append(
+            all(np.abs(s).sum() == 0 for s in stateful.get_states(self.model))
+        )
+
+
+def test_reset_states_callback_every_epoch_and_every_n_batches():
+    model = make_model("markov")
+    x, y = data(6 * B)  # 6 batches per epoch
+    probe = StateProbe()
+    model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
+              callbacks=[ResetStates(every_n_batches=2), probe])
+    assert probe.zero == [True, False] * 3 * 2
+
+    probe = StateProbe()
+    model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
+              callbacks=[ResetStates(), probe])
+    assert probe.zero == ([True] + [False] * 5) * 2
+
+    probe = StateProbe()  # without the callback, nothing resets (Keras)
+    model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0,
+              callbacks=[probe])
+    assert probe.zero == [False] * 6
+
+
+def test_reset_states_callback_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="every_n_batches=1.5"):
+        ResetStates(every_n_batches=1.5)
+    with pytest.raises(ValueError, match="every_n_batches=0"):
+        ResetStates(every_n_batches=0)
+    plain = keras.Sequential([keras.Input((T, F)), make_layer("markov")])
+    plain.compile("adam", "mse")
+    x, _ = data(B)
+    with pytest.raises(ValueError, match="no built stateful"):
+        plain.fit(x, np.zeros((B, 6)), verbose=0, callbacks=[ResetStates()])
+    model = make_model("markov")
+    model.compile("adam", "mse", steps_per_execution=2)
+    with pytest.raises(ValueError, match="multiple of .*steps_per_execution"):
+        model.fit(x, np.zeros((B, 1)), batch_size=B, verbose=0,
+                  callbacks=[ResetStates(every_n_batches=3)])
+
+
+def test_stateful_evaluation_does_not_disturb_training():
+    """Training with StatefulEvaluation gives exactly the weights and states
+    of training without it (a plain evaluate, as run by Keras's
+    validation_data, moves them), and its val_loss is the loss of an
+    evaluation from zero states."""
+    x, y = data(2 * B, seed=0)
+    x_val, y_val = data(2 * B, seed=1)
+    fit = dict(batch_size=B, epochs=2, shuffle=False, verbose=0)
+
+    plain = make_model("markov")
+    plain.fit(x, y, **fit)
+    evaluated = make_model("markov")
+    callback = StatefulEvaluation(x_val, y_val, batch_size=B)
+    history = evaluated.fit(x, y, callbacks=[callback], **fit)
+
+    for a, b in zip(plain.get_weights(), evaluated.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(state_arrays(plain), state_arrays(evaluated)):
+        np.testing.assert_array_equal(a, b)
+    # A plain evaluate (what fit's validation_data runs) moves the states.
+    plain.evaluate(x_val, y_val, batch_size=B, verbose=0)
+    assert any(
+        not np.allclose(a, b)
+        for a, b in zip(state_arrays(plain), state_arrays(evaluated))
+    )
+    assert len(history.history["val_loss"]) == 2
+    before = state_arrays(evaluated)
+    loss = stateful.evaluate_preserving_states(
+        evaluated, x_val, y_val, batch_size=B, verbose=0
+    )
+    np.testing.assert_allclose(history.history["val_loss"][-1], loss,
+                               rtol=1e-6)
+    for a, b in zip(state_arrays(evaluated), before):
+        np.testing.assert_array_equal(a, b)
+    keras_mrnn.reset_states(evaluated)
+    np.testing.assert_allclose(
+        evaluated.evaluate(x_val, y_val, batch_size=B, verbose=0), loss,
+        rtol=1e-6,
+    )
+
+
+def test_stateful_evaluation_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="x=None"):
+        StatefulEvaluation(None)
+    with pytest.raises(TypeError, match="prefix=3"):
+        StatefulEvaluation(np.zeros(3), prefix=3)
+    with pytest.raises(ValueError, match="every_n_epochs=0"):
+        StatefulEvaluation(np.zeros(3), every_n_epochs=0)
