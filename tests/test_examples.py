@@ -1,0 +1,147 @@
+"""Runs every example with --quick in a subprocess and checks its outputs.
+
+MNIST comes from the shared local file (../shared/data/mnist.npz from the
+project root): nothing is downloaded. Each run takes tens of seconds on a
+small CPU, mostly TensorFlow start-up and graph tracing. The other
+`stateful_cosine.py --cell` variants run only with
+KERAS_MRNN_ALL_EXAMPLES=1.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+MNIST_NPZ = os.path.normpath(
+    os.path.join(ROOT, "..", "shared", "data", "mnist.npz")
+)
+needs_mnist = pytest.mark.skipif(
+    not os.path.isfile(MNIST_NPZ), reason=f"{MNIST_NPZ} not present"
+)
+all_examples = pytest.mark.skipif(
+    not os.environ.get("KERAS_MRNN_ALL_EXAMPLES"),
+    reason="set KERAS_MRNN_ALL_EXAMPLES=1 to run every --cell variant",
+)
+
+
+def run_example(name, *args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+    env.pop("MNIST_NPZ", None)
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"{name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n"
+        f"{result.stderr[-5000:]}"
+    )
+    return result.stdout
+
+
+def check_outputs(output_dir, pngs):
+    import keras
+
+    import keras_mrnn  # noqa: F401  (registers the layers for loading)
+
+    model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    assert model.count_params() > 0
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+
+    def numbers(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from numbers(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from numbers(v)
+        elif isinstance(value, float):
+            yield value
+
+    assert all(math.isfinite(v) for v in numbers(metrics))
+    for png in pngs:
+        path = os.path.join(output_dir, png)
+        assert os.path.getsize(path) > 1000, path
+    return metrics
+
+
+@pytest.mark.parametrize("name", [
+    "stateful_cosine.py", "mnist_sequence.py", "alien_signal.py",
+    "vrnn_mnist.py",
+])
+def test_help(name):
+    # Answers without importing TensorFlow, so at once.
+    out = run_example(name, "--help", timeout=60)
+    for flag in ("--epochs", "--batch-size", "--seed", "--output-dir",
+                 "--quick", "--jit-compile", "--mixed-precision"):
+        assert flag in out
+
+
+@needs_mnist
+def test_mnist_sequence_quick(tmp_path):
+    out = run_example("mnist_sequence.py", "--quick", "--data", MNIST_NPZ,
+                      "--output-dir", str(tmp_path))
+    assert "Device:" in out and "Test accuracy" in out
+    metrics = check_outputs(
+        tmp_path, ["switches_per_digit.png", "state_usage.png",
+                   "history.png"])
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert set(metrics["state_usage"]) == {str(d) for d in range(10)} | {
+        "overall"}
+    assert math.isclose(sum(metrics["state_usage"]["overall"]), 1.0)
+
+
+def test_alien_signal_quick(tmp_path):
+    out = run_example("alien_signal.py", "--quick", "--output-dir",
+                      str(tmp_path))
+    assert "Device:" in out and "ROC AUC" in out
+    metrics = check_outputs(
+        tmp_path, ["switches.png", "state_usage.png", "history.png"])
+    assert 0.0 <= metrics["test_auc"] <= 1.0
+    assert set(metrics["state_usage"]) == {"plain", "alien", "overall"}
+
+
+def test_stateful_cosine_quick(tmp_path):
+    out = run_example("stateful_cosine.py", "--quick", "--output-dir",
+                      str(tmp_path))
+    assert "Device:" in out and "MSE of the markov model" in out
+    metrics = check_outputs(tmp_path, ["predictions.png", "history.png"])
+    assert metrics["cell"] == "markov" and metrics["mse"] >= 0.0
+
+
+@all_examples
+@pytest.mark.parametrize("cell", ["lstm", "vrnn"])
+def test_stateful_cosine_other_cells(tmp_path, cell):
+    out = run_example("stateful_cosine.py", "--quick", "--cell", cell,
+                      "--contiguous-streams", "--output-dir", str(tmp_path))
+    assert f"MSE of the {cell} model" in out
+    check_outputs(tmp_path, ["predictions.png", "history.png"])
+
+
+@needs_mnist
+def test_vrnn_mnist_quick(tmp_path):
+    out = run_example("vrnn_mnist.py", "--quick", "--data", MNIST_NPZ,
+                      "--output-dir", str(tmp_path))
+    assert "Device:" in out and "importance-weighted NLL" in out
+    metrics = check_outputs(
+        tmp_path, ["samples.png", "reconstructions.png", "history.png"])
+    assert metrics["test_negative_elbo_nats_per_image"] > 0.0
+    assert metrics["test_iw_nll_nats_per_image"] > 0.0
+
+
+def test_bad_data_path_fails_clearly(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "mnist_sequence.py"),
+         "--quick", "--data", str(tmp_path / "missing.npz"),
+         "--output-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "FileNotFoundError" in result.stderr
+    assert "missing.npz" in result.stderr
