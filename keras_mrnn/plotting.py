@@ -115,10 +115,13 @@ def plot_switches(q, z, inputs=None, titles=None, figsize=None):
             if inputs.shape[-1] == 1:
                 ax.plot(np.arange(steps), inputs[row, :, 0], lw=1)
                 ax.set_xlim(0, steps - 1)
+                ax.set_ylabel("input")
             else:
+                # One column per step: an image read row by row appears
+                # transposed, time running left to right.
                 ax.imshow(inputs[row].T, aspect="auto", cmap="gray_r",
                           interpolation="nearest")
-            ax.set_ylabel("input features")
+                ax.set_ylabel("input features")
             column = 1
         for values, name, ax in (
             (q[row], "$q_z(t)$", axes[row, column]),
