@@ -90,20 +90,14 @@ def device_name():
             f"{os.cpu_count()} cores")
 
 
-def time_train_step(make_layer, batch, steps, features, jit_compile,
-                    repeats, steps_per_repeat):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, steps, features)).astype("float32")
-    y = rng.integers(0, 10, size=(batch,))
-    model = keras.Sequential([
-        keras.Input((steps, features)), make_layer(), keras.layers.Dense(10)])
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile,
-    )
-    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
-    iterator = iter(dataset)
+def time_training(model, x, y, repeats, steps_per_repeat):
+    """Median milliseconds of one compiled training step of `model`.
+
+    Runs Keras's own compiled train function on the same batch (a repeated
+    `tf.data` element), after three warm-up steps that trace and compile.
+    """
+    data = (x,) if y is None else (x, y)
+    iterator = iter(tf.data.Dataset.from_tensors(data).repeat())
     model.make_train_function()
     train_function = model.train_function
     for _ in range(3):  # trace, compile and warm up
@@ -117,6 +111,21 @@ def time_train_step(make_layer, batch, steps, features, jit_compile,
         float(logs["loss"])  # wait for the device
         timings.append((time.perf_counter() - start) / steps_per_repeat)
     return 1000 * statistics.median(timings)
+
+
+def time_train_step(make_layer, batch, steps, features, jit_compile,
+                    repeats, steps_per_repeat):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    y = rng.integers(0, 10, size=(batch,))
+    model = keras.Sequential([
+        keras.Input((steps, features)), make_layer(), keras.layers.Dense(10)])
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return time_training(model, x, y, repeats, steps_per_repeat)
 
 
 def main():
