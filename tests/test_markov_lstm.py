@@ -527,3 +527,24 @@ def test_unknown_length_runs_every_step(training):
     assert np.abs(got[:, -1]).sum() > 0
     if not training:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_one_state_matches_keras_lstm_with_mask(go_backwards,
+                                                return_sequences):
+    rng = np.random.default_rng(22)
+    x = rng.normal(size=(3, 6, 2)).astype("float32")
+    mask = np.ones((3, 6), bool)
+    mask[0, 4:] = False
+    mask[1, 2:] = False
+    markov = MarkovLSTM(4, num_states=1, go_backwards=go_backwards,
+                        return_sequences=return_sequences)
+    markov.build(x.shape)
+    randomize_biases(markov.cell)
+    lstm = keras.layers.LSTM(4, go_backwards=go_backwards,
+                             return_sequences=return_sequences)
+    lstm.build(x.shape)
+    lstm.set_weights(markov.cell.lstm_weights(0))
+    np.testing.assert_allclose(markov(x, mask=mask), lstm(x, mask=mask),
+                               rtol=1e-5, atol=1e-6)
