@@ -15,11 +15,15 @@ gaps:
   RNN layer of a model, including inside nested models and wrappers.
 
 Non-finite inputs: the recurrent layers do not check their inputs (a check
-would cost a reduction per batch). A NaN or inf in sample `i` makes the
-outputs of sample `i` non-finite from that step on and, in a stateful
-layer, poisons state row `i` until the states are reset; the other samples
-are unaffected. `make_stateful_batches` rejects non-finite series early, and
-`keras.callbacks.TerminateOnNaN` stops a run whose loss became non-finite.
+would cost a reduction per batch). A NaN in sample `i` makes the outputs of
+sample `i` NaN from that step on; an inf saturates its gates, so its
+outputs change and may stay finite (silently meaningless) or become NaN. In
+a stateful layer either poisons state row `i` until the states are reset.
+The other samples of the batch are unaffected (in inference; in training a
+non-finite loss makes the whole update non-finite). `make_stateful_batches`
+rejects non-finite series early; check other inputs with
+`np.isfinite(x).all()`, and use `keras.callbacks.TerminateOnNaN` to stop a
+run whose loss became non-finite.
 """
 
 import contextlib
