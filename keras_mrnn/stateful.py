@@ -210,7 +210,7 @@ def state_variables(model):
     >>> model = keras.Sequential([
     ...     keras.Input(batch_shape=(2, 5, 3)),
     ...     keras_mrnn.MarkovLSTM(4, stateful=True)])
-    >>> [v.shape for v in keras_mrnn.stateful.state_variables(model)]
+    >>> [tuple(v.shape) for v in keras_mrnn.stateful.state_variables(model)]
     [(2, 4), (2, 4)]
     """
     variables, seen = [], set()
