@@ -22,6 +22,17 @@ def positive_int(name, value):
     return int(value)
 
 
+def optional_seed(name, value):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be an integer or None. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    return value
+
+
 def positive_float(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(

@@ -168,13 +168,7 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.recurrent_dropout = check.rate(
             "recurrent_dropout", recurrent_dropout
         )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int)
-        ):
-            raise TypeError(
-                f"Argument `seed` must be an integer or None. Received: "
-                f"seed={seed!r} of type {type(seed).__name__}."
-            )
+        check.optional_seed("seed", seed)
         self.seed = seed
         # A generator, not an int: an int seed inside the loop would give
         # every step the same noise (KERAS_NOTES).

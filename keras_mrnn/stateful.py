@@ -27,13 +27,14 @@ run whose loss became non-finite.
 """
 
 import contextlib
-import numbers
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import tree
+
+from keras_mrnn import _validation as check
 
 try:  # Private TF API, stable since TF 2.0; only used to pick a check.
     from tensorflow.python.ops import control_flow_util as _cf_util
@@ -397,18 +398,8 @@ def evaluate_preserving_states(model, *args, reset=True, **kwargs):
 
 
 def _check_batching(batch_size, window):
-    for name, value in (("batch_size", batch_size), ("window", window)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(
-                f"Argument `{name}` must be a positive integer. Received: "
-                f"{name}={value!r} of type {type(value).__name__}."
-            )
-        if value < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a positive integer. Received: "
-                f"{name}={value!r}."
-            )
-    return int(batch_size), int(window)
+    return (check.positive_int("batch_size", batch_size),
+            check.positive_int("window", window))
 
 
 def make_stateful_batches(*series, batch_size, window, check_finite=True):

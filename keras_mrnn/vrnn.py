@@ -185,13 +185,7 @@ class VRNNCell(keras.layers.Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int)
-        ):
-            raise TypeError(
-                f"Argument `seed` must be an integer or None. Received: "
-                f"seed={seed!r} of type {type(seed).__name__}."
-            )
+        check.optional_seed("seed", seed)
         self.seed = seed
         # A generator, not an int: an int seed inside the loop would give
         # every step the same noise (KERAS_NOTES).
@@ -792,13 +786,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         return cache[name]
 
     def _generator(self, seed):
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int)
-        ):
-            raise TypeError(
-                f"Argument `seed` must be an integer or None. Received: "
-                f"seed={seed!r} of type {type(seed).__name__}."
-            )
+        check.optional_seed("seed", seed)
         generator = self._cached(
             "generator", lambda: keras.random.SeedGenerator(0)
         )
