@@ -20,14 +20,9 @@ MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _seed(seed):
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
-        raise TypeError(
-            f"Argument `seed` must be an integer or None. Received: "
-            f"seed={seed!r} of type {type(seed).__name__}."
-        )
+    seed = check.optional_seed("seed", seed)
     if seed is not None and seed < 0:
+        # NumPy's generators take non-negative seeds only.
         raise ValueError(
             f"Argument `seed` must be a non-negative integer or None. "
             f"Received: seed={seed!r}."
