@@ -1,4 +1,4 @@
-"""Keras's classic stateful-LSTM example, with a Markov LSTM, an LSTM or a VRNN.
+"""Keras's classic stateful-LSTM example: Markov LSTM, LSTM or VRNN cells.
 
 A damped cosine of 50,000 points is fed one point per sample (one time step)
 to two stacked stateful recurrent layers of 50 units, in batches of 25, with
