@@ -47,6 +47,11 @@ parser.add_argument("--temperature", type=float, default=5.0,
                     help="Initial Gumbel-softmax temperature.")
 parser.add_argument("--temperature-rate", type=float, default=0.1)
 parser.add_argument("--temperature-min", type=float, default=0.1)
+parser.add_argument("--inference-switch",
+                    choices=["argmax", "expected", "sample"], default="argmax",
+                    help="Switch at test time: one-hot of the most probable "
+                         "LSTM (the reference's), the soft mix q_z(t), or a "
+                         "sample.")
 parser.add_argument("--jit-compile", choices=["auto", "on", "off"],
                     default="auto", help="XLA compilation of the train step.")
 parser.add_argument("--mixed-precision", action="store_true",
@@ -98,6 +103,7 @@ h, q, z = keras_mrnn.MarkovLSTM(
     num_states=args.num_states,
     temperature=args.temperature,
     entropy_weight=args.entropy_weight,
+    inference_switch=args.inference_switch,
     return_switches=True,
     seed=args.seed,
     name="markov_lstm",

@@ -72,6 +72,11 @@ parser.add_argument("--temperature-min", type=float, default=0.1)
 parser.add_argument("--switch-layer", type=int, default=-1,
                     help="Which recurrent layer's switches to draw "
                          "(Python index; default: the last).")
+parser.add_argument("--inference-switch",
+                    choices=["argmax", "expected", "sample"], default="argmax",
+                    help="Switch at test time: one-hot of the most probable "
+                         "LSTM (the reference's), the soft mix q_z(t), or a "
+                         "sample.")
 parser.add_argument("--jit-compile", choices=["auto", "on", "off"],
                     default="auto", help="XLA compilation of the train step.")
 parser.add_argument("--mixed-precision", action="store_true",
@@ -130,6 +135,7 @@ for index in range(args.layers):
         num_states=args.num_states,
         temperature=args.temperature,
         entropy_weight=args.entropy_weight,
+        inference_switch=args.inference_switch,
         return_sequences=not last,
         return_switches=True,
         seed=args.seed + index,
@@ -168,7 +174,8 @@ history = model.fit(
 train_seconds = time.time() - start
 
 # ----------------------------------------------------------------- evaluate
-# At inference the switch is the one-hot of the most probable LSTM.
+# At inference the switch is --inference-switch (default: the one-hot of
+# the most probable LSTM).
 test_loss, test_accuracy = model.evaluate(
     x_test, y_test, batch_size=args.batch_size, return_dict=False
 )
