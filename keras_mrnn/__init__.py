@@ -2,8 +2,10 @@
 
 Public API:
     MarkovLSTMCell, MarkovLSTM: the Markov LSTM of Kuo & Chien (2018).
+    VRNNCell, VRNN: the variational RNN of Chung et al. (2015).
     reset_states: reset every stateful layer of a model.
-    callbacks: GumbelTemperatureScheduler.
+    callbacks: GumbelTemperatureScheduler, KLWarmup, ResetStates,
+        StatefulEvaluation.
     gumbel: Gumbel-softmax sampling.
     datasets: MNIST loader and the synthetic tasks of the examples.
     plotting: figures of switches, state usage, predictions and images.

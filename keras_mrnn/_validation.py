@@ -22,6 +22,16 @@ def positive_int(name, value):
     return int(value)
 
 
+def boolean(name, value):
+    # bool("False") is True: only real booleans (and NumPy's) are accepted.
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(
+            f"Argument `{name}` must be a boolean. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    return bool(value)
+
+
 def optional_seed(name, value):
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, numbers.Integral)

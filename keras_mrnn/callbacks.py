@@ -62,6 +62,12 @@ class GumbelTemperatureScheduler(keras.callbacks.Callback):
         self.initial = check.positive_float("initial", initial)
         self.rate = check.non_negative_float("rate", rate)
         self.minimum = check.positive_float("minimum", minimum)
+        if self.minimum > self.initial:
+            raise ValueError(
+                "Argument `minimum` must not exceed `initial` (the schedule "
+                f"would be constant). Received: minimum={minimum!r}, "
+                f"initial={initial!r}."
+            )
         self.verbose = verbose
         self.temperature = None
 

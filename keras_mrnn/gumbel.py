@@ -7,6 +7,8 @@ are public so users can reuse them in their own cells.
 import keras
 from keras import ops
 
+from keras_mrnn import _validation as check
+
 # Uniform draws are kept away from 0 and 1 so that -log(-log(u)) is finite.
 _UNIFORM_EPS = 1e-7
 
@@ -61,6 +63,8 @@ def gumbel_softmax(logits, temperature=1.0, hard=False, seed=None):
     >>> np.allclose(np.sum(z, axis=-1), 1.0)
     True
     """
+    if isinstance(temperature, (int, float)):
+        check.positive_float("temperature", temperature)
     logits = ops.convert_to_tensor(logits)
     noise = sample_gumbel(ops.shape(logits), seed=seed, dtype=logits.dtype)
     soft = ops.softmax((logits + noise) / temperature, axis=-1)

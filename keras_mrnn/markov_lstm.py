@@ -110,7 +110,7 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
     >>> inputs = np.random.random((32, 10, 8)).astype("float32")
     >>> rnn = keras.layers.RNN(keras_mrnn.MarkovLSTMCell(4, num_states=3))
     >>> rnn(inputs).shape
-    (32, 4)
+    TensorShape([32, 4])
     """
 
     def __init__(
@@ -146,18 +146,18 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self._initial_temperature = check.positive_float(
             "temperature", temperature
         )
-        self.straight_through = bool(straight_through)
+        self.straight_through = check.boolean("straight_through", straight_through)
         self.inference_switch = check.choice(
             "inference_switch", inference_switch, INFERENCE_SWITCHES
         )
-        self.markov_transition = bool(markov_transition)
+        self.markov_transition = check.boolean("markov_transition", markov_transition)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check.boolean("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = check.boolean("unit_forget_bias", unit_forget_bias)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -173,7 +173,7 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         # A generator, not an int: an int seed inside the loop would give
         # every step the same noise (KERAS_NOTES).
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.output_switches = bool(output_switches)
+        self.output_switches = check.boolean("output_switches", output_switches)
 
         self.state_size = [self.units, self.units]
         if self.markov_transition:
@@ -229,15 +229,14 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
             block = self.num_states * self.units
 
             def bias_initializer(shape, dtype=None):
-                bias = self.bias_initializer(shape, dtype=dtype)
                 if not self.unit_forget_bias:
-                    return bias
-                forget = ops.concatenate([
-                    ops.zeros((block,), dtype=dtype),
+                    return self.bias_initializer(shape, dtype=dtype)
+                # As keras.layers.LSTMCell: the forget block starts at one.
+                return ops.concatenate([
+                    self.bias_initializer((block,), dtype=dtype),
                     ops.ones((block,), dtype=dtype),
-                    ops.zeros((2 * block,), dtype=dtype),
+                    self.bias_initializer((2 * block,), dtype=dtype),
                 ])
-                return bias + forget
 
             self.bias = self.add_weight(
                 shape=(width,),
@@ -304,6 +303,11 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         >>> [w.shape for w in cell.lstm_weights(1)]
         [(3, 16), (4, 16), (16,)]
         """
+        if not self.built:
+            raise ValueError(
+                f"MarkovLSTMCell '{self.name}' has no weights yet: build it "
+                "(or call the layer on data) before `lstm_weights`."
+            )
         k = int(k)
         if not 0 <= k < self.num_states:
             raise ValueError(
@@ -534,7 +538,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             `MarkovLSTMCell`).
         return_switches: If `True`, also return `q` and `z`, two
             `(batch, time, num_states)` tensors, after the main output
-            (whatever `return_sequences` is).
+            (whatever `return_sequences` is). `keras.layers.Bidirectional`
+            takes single-output layers only: for switches in both directions
+            use two layers, one with `go_backwards=True`.
         entropy_weight: Non-negative float beta: adds
             `-beta * mean entropy of q_z(t)` (over batch and valid steps) to
             the model's losses. The reference's ER objective uses 0.001, its
@@ -570,7 +576,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     >>> layer = keras_mrnn.MarkovLSTM(16, num_states=4, return_switches=True)
     >>> h, q, z = layer(x)
     >>> h.shape, q.shape, z.shape
-    ((8, 16), (8, 28, 4), (8, 28, 4))
+    (TensorShape([8, 16]), TensorShape([8, 28, 4]), TensorShape([8, 28, 4]))
     """
 
     def __init__(
@@ -591,7 +597,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         cell_kwargs = {
             name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs
         }
-        self.return_switches = bool(return_switches)
+        self.return_switches = check.boolean(
+            "return_switches", return_switches
+        )
         self.entropy_weight = check.non_negative_float(
             "entropy_weight", entropy_weight
         )
@@ -648,6 +656,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             entropy = -ops.sum(ops.exp(log_q) * log_q, axis=-1)
             if mask is not None:
                 weight = ops.cast(mask, "float32")
+                if self.go_backwards:
+                    # Outputs come in processing order: so must the mask.
+                    weight = ops.flip(weight, axis=1)
                 mean = ops.sum(entropy * weight) / ops.maximum(
                     ops.sum(weight), 1.0
                 )

@@ -181,7 +181,7 @@ class VRNNCell(keras.layers.Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = check.boolean("unit_forget_bias", unit_forget_bias)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -190,7 +190,7 @@ class VRNNCell(keras.layers.Layer):
         # A generator, not an int: an int seed inside the loop would give
         # every step the same noise (KERAS_NOTES).
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.packed_output = bool(packed_output)
+        self.packed_output = check.boolean("packed_output", packed_output)
 
         self._gates = 4 if self.recurrence == "lstm" else 3
         self._rnn_width = self._gates * self.units
@@ -596,7 +596,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
     `{name}_kl`, `{name}_nll` and `{name}_elbo` (`name` the layer's name; the
     ELBO is `-(KL + NLL)`, never weighted) are averages over all valid steps
     seen since the last reset, i.e. per epoch in `fit` and `evaluate`, and
-    show in the progress bar and `History`.
+    show in the progress bar and `History`. While the KL weight is below 1
+    (KL warm-up) `loss` and `val_loss` are not the negative ELBO: monitor
+    `val_{name}_elbo` in callbacks such as `EarlyStopping`.
 
     The layer's output (what later layers see) is `h_t`, the deterministic
     state after reading `x_t` and `z_t`: it summarizes `x_1..x_t`. `infer`

@@ -548,3 +548,41 @@ def test_one_state_matches_keras_lstm_with_mask(go_backwards,
     lstm.set_weights(markov.cell.lstm_weights(0))
     np.testing.assert_allclose(markov(x, mask=mask), lstm(x, mask=mask),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_entropy_loss_mask_follows_go_backwards():
+    rng = np.random.default_rng(23)
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 0, 0], [1] * 6], bool)
+    layer = MarkovLSTM(5, num_states=3, entropy_weight=1.0,
+                       return_switches=True, go_backwards=True, seed=1)
+    _, q, _ = layer(x, mask=mask, training=False)
+    # q comes in processing order (last input step first), like the mask
+    # reversed in time.
+    q = q.numpy()
+    entropy = -(q * np.log(q)).sum(-1)
+    weight = mask[:, ::-1].astype("float32")
+    want = -(entropy * weight).sum() / weight.sum()
+    np.testing.assert_allclose(layer.losses[0], want, rtol=1e-5)
+
+
+def test_flags_must_be_booleans_and_weights_need_a_build():
+    with pytest.raises(TypeError, match="straight_through='no'"):
+        MarkovLSTMCell(4, straight_through="no")
+    with pytest.raises(TypeError, match="return_switches='False'"):
+        MarkovLSTM(4, return_switches="False")
+    with pytest.raises(ValueError, match="build it"):
+        MarkovLSTMCell(4).lstm_weights(0)
+    with pytest.raises(ValueError, match="minimum=1.0"):
+        keras_mrnn.callbacks.GumbelTemperatureScheduler(0.5, minimum=1.0)
+    with pytest.raises(ValueError, match="temperature=0.0"):
+        keras_mrnn.gumbel.gumbel_softmax(np.zeros((2, 3)), temperature=0.0)
+
+
+def test_unit_forget_bias_sets_the_forget_block_like_keras():
+    cell = MarkovLSTMCell(3, num_states=2, bias_initializer="ones")
+    cell.build((None, 2))
+    keras_cell = keras.layers.LSTMCell(3, bias_initializer="ones")
+    keras_cell.build((None, 2))
+    np.testing.assert_allclose(cell.lstm_weights(1)[2],
+                               keras_cell.bias.numpy())
