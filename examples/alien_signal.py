@@ -47,6 +47,10 @@ parser.add_argument("--temperature", type=float, default=5.0,
                     help="Initial Gumbel-softmax temperature.")
 parser.add_argument("--temperature-rate", type=float, default=0.1)
 parser.add_argument("--temperature-min", type=float, default=0.1)
+parser.add_argument("--straight-through", action="store_true",
+                    help="Train with hard one-hot switches (straight-through "
+                         "Gumbel-softmax), so that training and the argmax "
+                         "switch at test time run the same model.")
 parser.add_argument("--inference-switch",
                     choices=["argmax", "expected", "sample"], default="argmax",
                     help="Switch at test time: one-hot of the most probable "
@@ -104,6 +108,7 @@ h, q, z = keras_mrnn.MarkovLSTM(
     temperature=args.temperature,
     entropy_weight=args.entropy_weight,
     inference_switch=args.inference_switch,
+    straight_through=args.straight_through,
     return_switches=True,
     seed=args.seed,
     name="markov_lstm",

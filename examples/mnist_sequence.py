@@ -72,6 +72,10 @@ parser.add_argument("--temperature-min", type=float, default=0.1)
 parser.add_argument("--switch-layer", type=int, default=-1,
                     help="Which recurrent layer's switches to draw "
                          "(Python index; default: the last).")
+parser.add_argument("--straight-through", action="store_true",
+                    help="Train with hard one-hot switches (straight-through "
+                         "Gumbel-softmax), so that training and the argmax "
+                         "switch at test time run the same model.")
 parser.add_argument("--inference-switch",
                     choices=["argmax", "expected", "sample"], default="argmax",
                     help="Switch at test time: one-hot of the most probable "
@@ -136,6 +140,7 @@ for index in range(args.layers):
         temperature=args.temperature,
         entropy_weight=args.entropy_weight,
         inference_switch=args.inference_switch,
+        straight_through=args.straight_through,
         return_sequences=not last,
         return_switches=True,
         seed=args.seed + index,
