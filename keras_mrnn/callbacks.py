@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 
 from keras_mrnn import _validation as check
 from keras_mrnn.stateful import iter_layers
@@ -283,8 +284,10 @@ class StatefulEvaluation(keras.callbacks.Callback):
     Args:
         x: Inputs of `model.evaluate` (arrays or a `tf.data.Dataset`).
         y: Targets, or `None`.
-        batch_size: The batch size for array inputs (the model's batch
-            size); `None` for datasets.
+        batch_size: The batch size for array inputs. `None` (default):
+            the batch size of the model's stateful layers for arrays (what
+            `evaluate` needs; its own default of 32 would be refused by the
+            stateful batch guard), nothing for datasets.
         reset_states: If `True` (default), evaluate from zero states (the
             evaluation data is a fresh sequence); if `False`, from the
             current training states (it continues the training sequences).
@@ -330,11 +333,18 @@ class StatefulEvaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from keras_mrnn.stateful import evaluate_preserving_states
+        from keras_mrnn.stateful import stateful_layers
 
         if (epoch + 1) % self.every_n_epochs:
             return
+        batch_size = self.batch_size
+        layers = stateful_layers(self.model)
+        if batch_size is None and layers and not isinstance(
+            self.x, tf.data.Dataset
+        ):
+            batch_size = int(layers[0].states[0].shape[0])
         self.results = evaluate_preserving_states(
-            self.model, self.x, self.y, batch_size=self.batch_size,
+            self.model, self.x, self.y, batch_size=batch_size,
             reset=self.reset_states, verbose=self.verbose, return_dict=True,
         )
         if logs is not None:

@@ -395,3 +395,18 @@ def test_stateful_evaluation_rejects_bad_arguments():
         StatefulEvaluation(np.zeros(3), prefix=3)
     with pytest.raises(ValueError, match="every_n_epochs=0"):
         StatefulEvaluation(np.zeros(3), every_n_epochs=0)
+
+
+def test_stateful_evaluation_defaults_to_the_stateful_batch_size():
+    """Without batch_size, arrays are evaluated in batches of the model's
+    stateful batch size (evaluate's default of 32 would trip the guard)."""
+    x, y = data(2 * B, seed=0)
+    x_val, y_val = data(2 * B, seed=1)
+    model = make_model("markov")
+    callback = StatefulEvaluation(x_val, y_val)
+    history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False,
+                        verbose=0, callbacks=[callback])
+    loss = stateful.evaluate_preserving_states(
+        model, x_val, y_val, batch_size=B, verbose=0)
+    np.testing.assert_allclose(history.history["val_loss"][-1], loss,
+                               rtol=1e-6)
