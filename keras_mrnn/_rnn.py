@@ -18,6 +18,23 @@ from keras.src import backend
 from keras_mrnn import stateful as stateful_lib
 
 
+class SteppedCell:
+    """Mixin for cells with `project_inputs(inputs, training)` and
+    `step(projected, states, training)`: gives them the standard cell
+    `call` (so they also work in a plain `keras.layers.RNN`) and zero
+    initial states."""
+
+    def call(self, inputs, states, training=False):
+        projected = self.project_inputs(inputs, training=training)
+        return self.step(projected, states, training=training)
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+
 class SteppedRNN:
     """Mixin for subclasses of `keras.layers.RNN` whose cell has
     `project_inputs(sequences, training)` and `step(projected, states,
@@ -78,8 +95,9 @@ class SteppedRNN:
                     structure, ops.split(inputs, splits, axis=-1)
                 )
 
+        loop_mask = mask
         if time_major and mask is not None:
-            mask = ops.transpose(mask, (1, 0))
+            loop_mask = ops.transpose(mask, (1, 0))
 
         def step(inputs, states):
             if unpack is not None:
@@ -95,7 +113,7 @@ class SteppedRNN:
             projected,
             initial_state,
             go_backwards=self.go_backwards,
-            mask=mask,
+            mask=loop_mask,
             unroll=self.unroll,
             input_length=num_steps,
             time_major=time_major,
@@ -104,8 +122,6 @@ class SteppedRNN:
         )
         if time_major:
             outputs = ops.transpose(outputs, (1, 0, 2))
-            if mask is not None:
-                mask = ops.transpose(mask, (1, 0))
         self._maybe_reset_dropout_masks(self.cell)
 
         if self.stateful:

@@ -16,26 +16,14 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
+from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
 
 
-def _softmax(logits):
-    """Softmax over the last axis from elementary ops.
-
-    TF's fused (oneDNN) softmax costs about a millisecond per call on the
-    tiny (batch, K) switch logits, once per step; this costs microseconds.
-    """
-    shifted = logits - ops.stop_gradient(
-        ops.max(logits, axis=-1, keepdims=True)
-    )
-    weights = ops.exp(shifted)
-    return weights / ops.sum(weights, axis=-1, keepdims=True)
-
-
 @keras.saving.register_keras_serializable(package="keras_mrnn")
-class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
+class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
     """Cell of the Markov LSTM: K LSTMs and a latent switch between them.
 
     At every step K LSTMs read the same input `x_t` and the same previous
@@ -395,13 +383,12 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
             # One LSTM: the switch is always 1 (and softmax would warn).
             return ops.ones_like(logits)
         if training:
-            noisy = (logits + ops.cast(noise, "float32")) / self._temperature
-            soft = _softmax(noisy)
-            if self.straight_through:
-                return gumbel.straight_through(soft)
-            return soft
+            return gumbel.gumbel_softmax(
+                logits, self._temperature, hard=self.straight_through,
+                noise=noise,
+            )
         if self.inference_switch == "expected":
-            return _softmax(logits)
+            return gumbel.softmax(logits)
         if self.inference_switch == "sample":
             logits = logits + ops.cast(noise, "float32")
         return ops.one_hot(
@@ -458,16 +445,6 @@ class MarkovLSTMCell(keras.layers.Layer, DropoutRNNCell):
         if self.output_switches:
             output = ops.concatenate([h, logits, switch], axis=-1)
         return output, new_states
-
-    def call(self, inputs, states, training=False):
-        projected = self.project_inputs(inputs, training=training)
-        return self.step(projected, states, training=training)
-
-    def get_initial_state(self, batch_size=None):
-        return [
-            ops.zeros((batch_size, size), dtype=self.compute_dtype)
-            for size in self.state_size
-        ]
 
     def get_config(self):
         config = {

@@ -19,6 +19,7 @@ from keras.src import backend
 from keras.src.random.seed_generator import make_default_seed
 
 from keras_mrnn import _validation as check
+from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -50,7 +51,7 @@ def _stateless_seed(seed_generator):
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
-class VRNNCell(keras.layers.Layer):
+class VRNNCell(SteppedCell, keras.layers.Layer):
     """Cell of the variational RNN (VRNN) of Chung et al. (2015).
 
     With deterministic state `h_{t-1}` and input `x_t`, one step computes
@@ -526,16 +527,6 @@ class VRNNCell(keras.layers.Layer):
         parts["kl"] = parts["kl"][..., 0]
         parts["nll"] = parts["nll"][..., 0]
         return parts
-
-    def call(self, inputs, states, training=False):
-        projected = self.project_inputs(inputs, training=training)
-        return self.step(projected, states, training=training)
-
-    def get_initial_state(self, batch_size=None):
-        return [
-            ops.zeros((batch_size, size), dtype=self.compute_dtype)
-            for size in self.state_size
-        ]
 
     def get_config(self):
         config = {
