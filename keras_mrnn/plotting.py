@@ -308,7 +308,9 @@ def plot_image_grid(images, columns=10, title=None, figsize=None):
     """Tiles images into one grid image (e.g. generated digits).
 
     Args:
-        images: `(n, height, width)` array, values in `[0, 1]`.
+        images: `(n, height, width)` or `(n, height, width, 1)` array of
+            floats in `[0, 1]`, or of integers in `[0, 255]` (e.g. the
+            `uint8` images of `keras.datasets.mnist`).
         columns: Positive integer, images per row.
         title: Optional title.
         figsize: Optional `(width, height)` in inches.
@@ -318,10 +320,27 @@ def plot_image_grid(images, columns=10, title=None, figsize=None):
 
     Example:
 
-    >>> fig = keras_mrnn.plotting.plot_image_grid(x_test[:20] / 255.0)
+    >>> fig = keras_mrnn.plotting.plot_image_grid(x_test[:20])
     >>> fig.savefig("digits.png")
     """
-    images = _array("images", images, (3,))
+    integers = np.issubdtype(np.asarray(images).dtype, np.integer)
+    images = _array("images", images, (3, 4))
+    if images.ndim == 4:
+        if images.shape[-1] != 1:
+            raise ValueError(
+                "Argument `images` must have one channel when it has 4 "
+                f"dimensions. Received: images with shape {images.shape}."
+            )
+        images = images[..., 0]
+    low, high = (0, 255) if integers else (0.0, 1.0)
+    if images.size and (images.min() < low or images.max() > high):
+        raise ValueError(
+            f"Argument `images` must hold values in [{low}, {high}] "
+            f"({'integers' if integers else 'floats'}). Received values in "
+            f"[{images.min():g}, {images.max():g}]."
+        )
+    if integers:
+        images = images / 255.0
     if isinstance(columns, bool) or not isinstance(
         columns, numbers.Integral
     ) or columns < 1:
@@ -354,8 +373,8 @@ def plot_history(history, metrics=None, figsize=None):
     Args:
         history: A `keras.callbacks.History` (what `fit` returns) or its
             `history` dict.
-        metrics: Optional list of metric names to draw (default: every
-            metric without the `val_` prefix).
+        metrics: Optional metric name or list of names to draw (default:
+            every metric without the `val_` prefix).
         figsize: Optional `(width, height)` in inches.
 
     Returns:
@@ -374,6 +393,8 @@ def plot_history(history, metrics=None, figsize=None):
         )
     if metrics is None:
         metrics = [name for name in logs if not name.startswith("val_")]
+    elif isinstance(metrics, str):
+        metrics = [metrics]
     missing = [name for name in metrics if name not in logs]
     if missing or not metrics:
         raise ValueError(

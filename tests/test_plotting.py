@@ -104,6 +104,20 @@ def test_plot_image_grid():
         plotting.plot_image_grid(np.zeros((2, 28, 28)), columns=-1)
 
 
+def test_plot_image_grid_accepts_uint8_and_a_channel_axis():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(4, 5, 6), dtype=np.uint8)
+    expected = plotting.plot_image_grid(pixels / 255.0).axes[0].images[0]
+    for images in (pixels, pixels[..., None], pixels[..., None] / 255.0):
+        grid = plotting.plot_image_grid(images).axes[0].images[0]
+        np.testing.assert_allclose(grid.get_array(), expected.get_array())
+    # 0-255 floats would be drawn saturated: refused instead.
+    with pytest.raises(ValueError, match=r"images.*\[0.0, 1.0\]"):
+        plotting.plot_image_grid(pixels.astype("float32"))
+    with pytest.raises(ValueError, match="one channel"):
+        plotting.plot_image_grid(np.zeros((2, 5, 5, 3)))
+
+
 def test_plot_history():
     logs = {"loss": [1.0, 0.5], "val_loss": [1.2, 0.7], "accuracy": [0.3, 0.6]}
     fig = plotting.plot_history(logs)
@@ -111,5 +125,8 @@ def test_plot_history():
     assert len(fig.axes[0].lines) == 2  # loss and val_loss
     with pytest.raises(ValueError, match="absent"):
         plotting.plot_history(logs, metrics=["auc"])
+    # One name as a string, not its letters.
+    fig = plotting.plot_history(logs, metrics="loss")
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
     with pytest.raises(TypeError, match="history"):
         plotting.plot_history([])
