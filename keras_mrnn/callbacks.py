@@ -111,7 +111,9 @@ class KLWarmup(keras.callbacks.Callback):
     (counted from 0, as `fit` counts them, so `initial_epoch` is honoured) is
     `initial + (final - initial) * min(e / duration, 1)`; with
     `unit="batch"`, `e` counts the training batches this callback has seen,
-    across `fit` calls. The weight is a variable read by the compiled train
+    across `fit` calls (with `steps_per_execution=k`, Keras calls callbacks
+    once per k batches: the weight is then set for each group of k batches,
+    from the count of the group's first batch). The weight is a variable read by the compiled train
     step, so the change takes effect without recompiling, also with
     `jit_compile=True`. The value is written to the epoch's logs as
     `kl_weight` (and so shows in `History` and CSV/TensorBoard loggers).
@@ -139,7 +141,8 @@ class KLWarmup(keras.callbacks.Callback):
         self.final = check.non_negative_float("final", final)
         self.verbose = verbose
         self.kl_weight = None
-        self._batches = 0
+        self._batches = 0  # training batches seen before this epoch
+        self._epoch_batches = 0  # and in this epoch
         self._layers = None
 
     def schedule(self, step):
@@ -183,12 +186,19 @@ class KLWarmup(keras.callbacks.Callback):
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: KL weight {self.kl_weight:.4g}.")
 
+    # Keras passes the index of the first and of the last batch of each
+    # execution (they differ with steps_per_execution > 1): count from them,
+    # not from the number of calls.
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "batch":
-            self._set(self.schedule(self._batches))
-            self._batches += 1
+            self._set(self.schedule(self._batches + batch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_batches = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
+        self._batches += self._epoch_batches
+        self._epoch_batches = 0
         if logs is not None and self.kl_weight is not None:
             logs["kl_weight"] = self.kl_weight
 

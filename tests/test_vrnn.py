@@ -327,6 +327,28 @@ def test_kl_warmup_changes_the_weight_inside_an_xla_step():
     assert layer.kl_weight == 1.0
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_kl_warmup_per_batch_counts_batches_not_callback_calls(
+    steps_per_execution,
+):
+    x = np.random.RandomState(3).normal(size=(16, 4, 2)).astype("float32")
+    layer = keras_mrnn.VRNN(4, latent_dim=2, seed=0, name="vrnn")
+    model = keras.Sequential([keras.Input((4, 2)), layer])
+    model.compile("adam", steps_per_execution=steps_per_execution)
+    warmup = KLWarmup(8, unit="batch")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(layer.kl_weight)
+
+    # 4 batches per epoch; 2 epochs, then a second fit of 1 epoch.
+    model.fit(x, batch_size=4, epochs=2, verbose=0, callbacks=[warmup, Record()])
+    model.fit(x, batch_size=4, epochs=1, verbose=0, callbacks=[warmup, Record()])
+    batches = np.arange(0, 12, steps_per_execution)
+    np.testing.assert_allclose(seen, np.minimum(batches / 8, 1.0))
+
+
 def test_kl_warmup_per_batch_schedule_and_errors():
     warmup = KLWarmup(4, unit="batch", initial=0.2, final=1.0)
     assert [warmup.schedule(s) for s in range(6)] == pytest.approx(
