@@ -114,8 +114,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         recurrent_initializer: Initializer of the recurrence columns of
             `recurrent_kernel` (`"orthogonal"`).
         bias_initializer: Initializer of the biases.
-        unit_forget_bias: If `True` and `recurrence="lstm"`, add 1 to the
-            forget-gate bias at initialization.
+        unit_forget_bias: If `True` and `recurrence="lstm"`, initialize the
+            forget-gate bias to 1 (the other biases still use
+            `bias_initializer`), as `keras.layers.LSTMCell` does.
         kernel_regularizer: Regularizer of the feed-forward kernels.
         recurrent_regularizer: Regularizer of `recurrent_kernel`.
         bias_regularizer: Regularizer of the biases.
@@ -264,12 +265,13 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             value = self.bias_initializer(shape, dtype=dtype)
             if not (self.unit_forget_bias and self.recurrence == "lstm"):
                 return value
-            forget = ops.concatenate([
-                ops.zeros((hidden + units,), dtype=dtype),
+            # As keras.layers.LSTMCell: the forget block is set to one.
+            start = hidden + units
+            return ops.concatenate([
+                value[:start],
                 ops.ones((units,), dtype=dtype),
-                ops.zeros((2 * units,), dtype=dtype),
+                value[start + units:],
             ])
-            return value + forget
 
         def recurrent_initializer(shape, dtype=None):
             return ops.concatenate([

@@ -576,3 +576,18 @@ def test_bad_inputs_and_method_arguments():
         layer.infer(np.zeros((1, 2, 4), "float32"))
     with pytest.raises(ValueError, match="kl_weight"):
         layer.kl_weight = -0.5
+
+
+def test_unit_forget_bias_sets_the_forget_block_as_keras_lstm_cell_does():
+    init = keras.initializers.Constant(0.3)
+    layer = make_layer(recurrence="lstm", bias_initializer=init)
+    layer.build((None, 4, 2))
+    reference = keras.layers.LSTMCell(5, bias_initializer=init)
+    reference.build((None, 2))
+    hidden = 6  # input_bias: [encoder hidden (6) | LSTM gates i, f, c, o]
+    np.testing.assert_allclose(
+        np_(layer.cell.input_bias)[hidden:], np_(reference.bias))
+    off = make_layer(recurrence="lstm", bias_initializer=init,
+                     unit_forget_bias=False)
+    off.build((None, 4, 2))
+    np.testing.assert_allclose(np_(off.cell.input_bias), 0.3)
