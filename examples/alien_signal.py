@@ -24,29 +24,55 @@ import platform
 import time
 
 # ---------------------------------------------------------------- arguments
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each flag's default when it has one."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    description=__doc__, formatter_class=HelpFormatter
 )
-parser.add_argument("--epochs", type=int, default=3)
-parser.add_argument("--batch-size", type=int, default=150)
-parser.add_argument("--seed", type=int, default=1234)
-parser.add_argument("--output-dir", default="outputs/alien_signal")
+parser.add_argument("--epochs", type=int, default=3,
+                    help="Training epochs.")
+parser.add_argument("--batch-size", type=int, default=150,
+                    help="Sequences per batch.")
+parser.add_argument("--seed", type=int, default=1234,
+                    help="Seed of the data, the initial weights and the "
+                         "noise.")
+parser.add_argument("--output-dir", default="outputs/alien_signal",
+                    help="Where the model (.keras), metrics JSON and figures "
+                         "go.")
 parser.add_argument("--quick", action="store_true",
                     help="CI-size run: 600 training and 300 test sequences, "
                          "1 epoch, 16 units (seconds).")
-parser.add_argument("--train-samples", type=int, default=50000)
-parser.add_argument("--test-samples", type=int, default=10000)
-parser.add_argument("--num-steps", type=int, default=50)
-parser.add_argument("--units", type=int, default=128)
-parser.add_argument("--num-states", type=int, default=4, help="K.")
-parser.add_argument("--learning-rate", type=float, default=1e-3)
-parser.add_argument("--clipnorm", type=float, default=0.25)
+parser.add_argument("--train-samples", type=int, default=50000,
+                    help="Training sequences generated.")
+parser.add_argument("--test-samples", type=int, default=10000,
+                    help="Held-out test sequences generated.")
+parser.add_argument("--num-steps", type=int, default=50,
+                    help="Time steps of each sequence.")
+parser.add_argument("--units", type=int, default=128,
+                    help="Units of each LSTM.")
+parser.add_argument("--num-states", type=int, default=4,
+                    help="K, the number of LSTMs.")
+parser.add_argument("--learning-rate", type=float, default=1e-3,
+                    help="Adam learning rate.")
+parser.add_argument("--clipnorm", type=float, default=0.25,
+                    help="Gradient clipping (Keras clipnorm, per variable).")
 parser.add_argument("--entropy-weight", type=float, default=0.001,
                     help="beta of the entropy regularizer (0: plain MLE).")
 parser.add_argument("--temperature", type=float, default=5.0,
                     help="Initial Gumbel-softmax temperature.")
-parser.add_argument("--temperature-rate", type=float, default=0.1)
-parser.add_argument("--temperature-min", type=float, default=0.1)
+parser.add_argument("--temperature-rate", type=float, default=0.1,
+                    help="Decay per epoch: tau = max(T0 * exp(-rate * epoch),"
+                         " min).")
+parser.add_argument("--temperature-min", type=float, default=0.1,
+                    help="Floor of the temperature schedule.")
 parser.add_argument("--straight-through", action="store_true",
                     help="Train with hard one-hot switches (straight-through "
                          "Gumbel-softmax), so that training and the argmax "
@@ -62,8 +88,10 @@ parser.add_argument("--mixed-precision", action="store_true",
                     help="Compute in float16 (mixed_float16 policy).")
 args = parser.parse_args()
 if args.quick:
-    args.train_samples, args.test_samples = 600, 300
-    args.epochs, args.units = 1, 16
+    # Smaller defaults; flags given on the command line still win.
+    parser.set_defaults(train_samples=600, test_samples=300, epochs=1,
+                        units=16)
+    args = parser.parse_args()
 
 # TensorFlow is imported after parsing, so that --help answers at once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

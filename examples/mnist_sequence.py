@@ -37,13 +37,29 @@ import platform
 import time
 
 # ---------------------------------------------------------------- arguments
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each flag's default when it has one."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    description=__doc__, formatter_class=HelpFormatter
 )
-parser.add_argument("--epochs", type=int, default=10)
-parser.add_argument("--batch-size", type=int, default=150)
-parser.add_argument("--seed", type=int, default=1234)
-parser.add_argument("--output-dir", default="outputs/mnist_sequence")
+parser.add_argument("--epochs", type=int, default=10,
+                    help="Training epochs.")
+parser.add_argument("--batch-size", type=int, default=150,
+                    help="Sequences per batch.")
+parser.add_argument("--seed", type=int, default=1234,
+                    help="Seed of the data, the initial weights and the "
+                         "noise.")
+parser.add_argument("--output-dir", default="outputs/mnist_sequence",
+                    help="Where the model (.keras), metrics JSON and figures "
+                         "go.")
 parser.add_argument("--quick", action="store_true",
                     help="CI-size run: 1,000 training and 500 test images, "
                          "1 epoch, 2 layers of 16 units (seconds).")
@@ -56,19 +72,27 @@ parser.add_argument("--train-samples", type=int, default=None,
 parser.add_argument("--test-samples", type=int, default=None,
                     help="Evaluate on the first N test images (default: "
                          "all 10,000).")
-parser.add_argument("--units", type=int, default=128)
-parser.add_argument("--num-states", type=int, default=4, help="K.")
-parser.add_argument("--layers", type=int, default=3)
+parser.add_argument("--units", type=int, default=128,
+                    help="Units of each LSTM.")
+parser.add_argument("--num-states", type=int, default=4,
+                    help="K, the number of LSTMs.")
+parser.add_argument("--layers", type=int, default=3,
+                    help="Stacked MarkovLSTM layers.")
 parser.add_argument("--dropout", type=float, default=0.5,
                     help="Dropout between the recurrent layers.")
-parser.add_argument("--learning-rate", type=float, default=1e-3)
-parser.add_argument("--clipnorm", type=float, default=0.25)
+parser.add_argument("--learning-rate", type=float, default=1e-3,
+                    help="Adam learning rate.")
+parser.add_argument("--clipnorm", type=float, default=0.25,
+                    help="Gradient clipping (Keras clipnorm, per variable).")
 parser.add_argument("--entropy-weight", type=float, default=0.001,
                     help="beta of the entropy regularizer (0: plain MLE).")
 parser.add_argument("--temperature", type=float, default=5.0,
                     help="Initial Gumbel-softmax temperature.")
-parser.add_argument("--temperature-rate", type=float, default=0.1)
-parser.add_argument("--temperature-min", type=float, default=0.1)
+parser.add_argument("--temperature-rate", type=float, default=0.1,
+                    help="Decay per epoch: tau = max(T0 * exp(-rate * epoch),"
+                         " min).")
+parser.add_argument("--temperature-min", type=float, default=0.1,
+                    help="Floor of the temperature schedule.")
 parser.add_argument("--switch-layer", type=int, default=-1,
                     help="Which recurrent layer's switches to draw "
                          "(Python index; default: the last).")
@@ -87,9 +111,10 @@ parser.add_argument("--mixed-precision", action="store_true",
                     help="Compute in float16 (mixed_float16 policy).")
 args = parser.parse_args()
 if args.quick:
-    args.train_samples = args.train_samples or 1000
-    args.test_samples = args.test_samples or 500
-    args.epochs, args.units, args.layers = 1, 16, 2
+    # Smaller defaults; flags given on the command line still win.
+    parser.set_defaults(train_samples=1000, test_samples=500, epochs=1,
+                        units=16, layers=2)
+    args = parser.parse_args()
 
 # TensorFlow is imported after parsing, so that --help answers at once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -32,28 +32,49 @@ import platform
 import time
 
 # ---------------------------------------------------------------- arguments
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each flag's default when it has one."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    description=__doc__, formatter_class=HelpFormatter
 )
 parser.add_argument("--cell", choices=["markov", "lstm", "vrnn"],
-                    default="markov")
-parser.add_argument("--epochs", type=int, default=15)
-parser.add_argument("--batch-size", type=int, default=25)
-parser.add_argument("--seed", type=int, default=1234)
+                    default="markov",
+                    help="Recurrent layers: Markov LSTM, keras LSTM baseline,"
+                         " or VRNN features under an LSTM.")
+parser.add_argument("--epochs", type=int, default=15,
+                    help="Training epochs.")
+parser.add_argument("--batch-size", type=int, default=25,
+                    help="Stateful batch size: parallel state rows.")
+parser.add_argument("--seed", type=int, default=1234,
+                    help="Seed of the data, the initial weights and the "
+                         "noise.")
 parser.add_argument("--output-dir", default=None,
                     help="Default: outputs/stateful_cosine_<cell>.")
 parser.add_argument("--quick", action="store_true",
                     help="CI-size run: 1,000 points, 1 epoch (seconds).")
-parser.add_argument("--num-points", type=int, default=50000)
+parser.add_argument("--num-points", type=int, default=50000,
+                    help="Length of the cosine series.")
 parser.add_argument("--lahead", type=int, default=1,
                     help="The target is the mean of the next LAHEAD points.")
-parser.add_argument("--units", type=int, default=50)
+parser.add_argument("--units", type=int, default=50,
+                    help="Units of each of the two stacked recurrent layers.")
 parser.add_argument("--num-states", type=int, default=4,
                     help="K of the Markov LSTM.")
 parser.add_argument("--temperature", type=float, default=5.0,
                     help="Initial Gumbel-softmax temperature (markov).")
-parser.add_argument("--temperature-rate", type=float, default=0.1)
-parser.add_argument("--temperature-min", type=float, default=0.1)
+parser.add_argument("--temperature-rate", type=float, default=0.1,
+                    help="Decay per epoch: tau = max(T0 * exp(-rate * epoch),"
+                         " min).")
+parser.add_argument("--temperature-min", type=float, default=0.1,
+                    help="Floor of the temperature schedule.")
 parser.add_argument("--latent-dim", type=int, default=8,
                     help="Latent size of the VRNN (vrnn).")
 parser.add_argument("--contiguous-streams", action="store_true",
@@ -65,7 +86,9 @@ parser.add_argument("--mixed-precision", action="store_true",
                     help="Compute in float16 (mixed_float16 policy).")
 args = parser.parse_args()
 if args.quick:
-    args.num_points, args.epochs = 1000, 1
+    # Smaller defaults; flags given on the command line still win.
+    parser.set_defaults(num_points=1000, epochs=1)
+    args = parser.parse_args()
 args.output_dir = args.output_dir or f"outputs/stateful_cosine_{args.cell}"
 
 # TensorFlow is imported after parsing, so that --help answers at once.

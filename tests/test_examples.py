@@ -80,6 +80,7 @@ def test_help(name):
     for flag in ("--epochs", "--batch-size", "--seed", "--output-dir",
                  "--quick", "--jit-compile", "--mixed-precision"):
         assert flag in out
+    assert "(default: " in out
 
 
 @needs_mnist
@@ -117,10 +118,14 @@ def test_stateful_cosine_quick(tmp_path):
 @pytest.mark.parametrize("cell", [
     pytest.param("lstm", marks=all_examples), "vrnn"])
 def test_stateful_cosine_other_cells(tmp_path, cell):
+    # Also: an explicit flag wins over --quick's smaller default.
     out = run_example("stateful_cosine.py", "--quick", "--cell", cell,
-                      "--contiguous-streams", "--output-dir", str(tmp_path))
+                      "--contiguous-streams", "--epochs", "2",
+                      "--output-dir", str(tmp_path))
     assert f"MSE of the {cell} model" in out
-    check_outputs(tmp_path, ["predictions.png", "history.png"])
+    metrics = check_outputs(tmp_path, ["predictions.png", "history.png"])
+    assert metrics["args"]["num_points"] == 1000  # from --quick
+    assert len(metrics["history"]["loss"]) == 2
 
 
 @needs_mnist
