@@ -113,6 +113,38 @@ def time_training(model, x, y, repeats, steps_per_repeat):
     return 1000 * statistics.median(timings)
 
 
+def time_recurrent_matmuls(batch, units, width, steps, repeats):
+    """Median milliseconds per time step of the three recurrent matmuls of a
+    training step, run in a `tf.while_loop` of `steps` steps: forward
+    `h @ W` `(batch, units) @ (units, width)`, the state gradient
+    `dz @ W^T` and the weight gradient `h^T @ dz`. A floor under the cost of
+    any implementation that runs them per step with TensorFlow's kernels.
+    """
+    rng = np.random.default_rng(0)
+    h = tf.constant(rng.normal(size=(batch, units)).astype("float32"))
+    w = tf.constant(rng.normal(size=(units, width)).astype("float32") * 0.01)
+    dz = tf.constant(rng.normal(size=(batch, width)).astype("float32"))
+
+    @tf.function
+    def loop(h, w, dz):
+        def body(i, h, grad_w):
+            z = tf.matmul(h, w)
+            dh = tf.matmul(dz, w, transpose_b=True)
+            grad_w += tf.matmul(h, dz, transpose_a=True)
+            # Feed the results back so that no matmul can be skipped.
+            return i + 1, h + 1e-6 * (dh + z[:, :units]), grad_w
+        return tf.while_loop(
+            lambda i, *_: i < steps, body, (0, h, tf.zeros_like(w)))[1:]
+
+    [t.numpy() for t in loop(h, w, dz)]  # trace and warm up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        [t.numpy() for t in loop(h, w, dz)]
+        timings.append((time.perf_counter() - start) / steps)
+    return 1000 * statistics.median(timings)
+
+
 def time_train_step(make_layer, batch, steps, features, jit_compile,
                     repeats, steps_per_repeat):
     rng = np.random.default_rng(0)
@@ -189,10 +221,26 @@ def main():
                 print(f"T={r['steps']} jit={'on' if r['jit_compile'] else 'off'}:"
                       f" MarkovLSTM / naive = "
                       f"{r['ms_per_step'] / other[0]['ms_per_step']:.2f}")
+
+    # What the recurrent matmuls alone cost, to read the ratios against.
+    print("\nRecurrent matmuls of a training step alone (forward, state "
+          "gradient, weight gradient), per time step:")
+    matmuls = {}
+    for name, width in (("LSTM(128)", 4 * 128), ("MarkovLSTM(128, K=4)",
+                                                  4 * 4 * 128),
+                        ("LSTM(512)", 4 * 512)):
+        units = 512 if name == "LSTM(512)" else 128
+        matmuls[name] = time_recurrent_matmuls(
+            batch, units, width, max(lengths), repeats)
+        print(f"  {name:<24s} {matmuls[name]:7.3f} ms per step "
+              f"(x {min(lengths)} steps = "
+              f"{matmuls[name] * min(lengths):.1f} ms)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(), "batch": batch,
-                       "results": results}, f, indent=2)
+                       "results": results,
+                       "recurrent_matmuls_ms_per_step": matmuls}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":
