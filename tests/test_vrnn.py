@@ -343,8 +343,9 @@ def test_kl_warmup_per_batch_counts_batches_not_callback_calls(
             seen.append(layer.kl_weight)
 
     # 4 batches per epoch; 2 epochs, then a second fit of 1 epoch.
-    model.fit(x, batch_size=4, epochs=2, verbose=0, callbacks=[warmup, Record()])
-    model.fit(x, batch_size=4, epochs=1, verbose=0, callbacks=[warmup, Record()])
+    callbacks = [warmup, Record()]
+    model.fit(x, batch_size=4, epochs=2, verbose=0, callbacks=callbacks)
+    model.fit(x, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
     batches = np.arange(0, 12, steps_per_execution)
     np.testing.assert_allclose(seen, np.minimum(batches / 8, 1.0))
 
