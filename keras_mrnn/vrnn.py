@@ -773,7 +773,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
     # These run their loop in a `tf.function` cached on the layer (stored
     # outside Keras's attribute tracking, so it is neither saved nor counted
     # as a weight), with one seed generator whose state is set from `seed`
-    # at every call: eager TFP inside a Python loop is slow.
+    # at every call: eager TFP inside a Python loop is slow. No AutoGraph:
+    # the functions hold no tensor-dependent Python control flow, and
+    # AutoGraph fails on them with some gast versions (a loud warning).
     def _cached(self, name, factory):
         cache = self.__dict__.setdefault("_vrnn_cache", {})
         if name not in cache:
@@ -857,7 +859,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
 
         function = self._cached(
             f"scan_{latent}",
-            lambda: tf.function(scan, reduce_retracing=True),
+            lambda: tf.function(
+                scan, reduce_retracing=True, autograph=False
+            ),
         )
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
@@ -1012,7 +1016,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
 
         function = self._cached(
             f"sample_{decode}",
-            lambda: tf.function(generate, reduce_retracing=True),
+            lambda: tf.function(
+                generate, reduce_retracing=True, autograph=False
+            ),
         )
         # The loop runs over a dummy input with no features: one per step.
         steps = ops.zeros((batch_size, num_steps, 0), cell.compute_dtype)
