@@ -5,7 +5,7 @@ ask the cell to project the inputs of all time steps with one matmul before
 the loop (`cell.project_inputs`) and run only the recurrent part per step
 (`cell.step`). The cell emits one packed vector per step; subclasses split it
 after the loop in `_unpack`, where losses can be added (`add_loss` inside the
-loop fails, see KERAS_NOTES).
+loop fails, see docs/KERAS_NOTES.md).
 """
 
 import numpy as np

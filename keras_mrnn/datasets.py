@@ -58,7 +58,7 @@ def load_mnist(path=None):
     Example:
 
     >>> (x_train, y_train), (x_test, y_test) = keras_mrnn.datasets.load_mnist(
-    ...     "../shared/data/mnist.npz")
+    ...     "/path/to/mnist.npz")  # or None: $MNIST_NPZ, else a download
     >>> x_train.shape, x_test.shape
     ((60000, 28, 28), (10000, 28, 28))
     """

@@ -159,7 +159,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         check.optional_seed("seed", seed)
         self.seed = seed
         # A generator, not an int: an int seed inside the loop would give
-        # every step the same noise (KERAS_NOTES).
+        # every step the same noise (docs/KERAS_NOTES.md).
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.output_switches = check.boolean("output_switches", output_switches)
 

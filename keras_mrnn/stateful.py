@@ -3,8 +3,8 @@
 Keras 3 models have no `reset_states()`, `fit` never resets states between
 epochs, validation batches advance the training states, and a stateful layer
 fed a last batch smaller than its declared batch size can silently broadcast
-it over all state rows (see KERAS_NOTES). The functions here close those
-gaps:
+it over all state rows (see docs/KERAS_NOTES.md). The functions here close
+those gaps:
 
 - `check_stateful_batch_size`: the guard the package's layers run in `call`.
 - `make_stateful_batches` / `merge_stateful_batches`: lay a long series out

@@ -190,7 +190,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         check.optional_seed("seed", seed)
         self.seed = seed
         # A generator, not an int: an int seed inside the loop would give
-        # every step the same noise (KERAS_NOTES).
+        # every step the same noise (docs/KERAS_NOTES.md).
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.packed_output = check.boolean("packed_output", packed_output)
 
