@@ -81,9 +81,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
     The weights are fused so that each step costs one matmul of `h_{t-1}`:
     `recurrent_kernel` has the columns
     `[prior hidden | encoder hidden | decoder hidden | recurrence]`,
-    `input_kernel` (applied to `phi_x(x_t)`, for all steps before the loop by
-    `VRNN`) the columns `[encoder hidden | recurrence]`, and `latent_kernel`
-    (applied to `phi_z(z_t)`) the columns `[decoder hidden | recurrence]`.
+    `input_kernel` (applied to `phi_x(x_t)`) the columns
+    `[encoder hidden | recurrence]`, and `latent_kernel` (applied to
+    `phi_z(z_t)`) the columns `[decoder hidden | recurrence]`.
     The recurrence blocks follow `keras.layers.LSTMCell` (`[i | f | g | o]`)
     and `keras.layers.GRUCell` with `reset_after=True` (`[z | r | h]`).
 
@@ -309,6 +309,12 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         self.built = True
 
     # ------------------------------------------------------------------ maths
+    # `VRNN` projects whole sequences before its loop. Projected per step,
+    # the input MLP's matmul, bias and ReLU get fused by TensorFlow's CPU
+    # graph optimizer, whose fused ReLU maps NaN to 0: a NaN input would
+    # then vanish from h_t instead of showing (tests/test_reliability.py).
+    project_before_loop = True
+
     def project_inputs(self, inputs, training=False):
         """Input part of a step, for one step or a whole sequence.
 
