@@ -318,32 +318,43 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             return False
         return bool(training) or self.inference_switch == "sample"
 
+    # When `MarkovLSTM` projects all steps before its loop (under XLA), it
+    # hands `project_inputs` time-major sequences, so the wide projected
+    # tensor never needs a transpose.
+    time_major_projection = True
+
     def project_inputs(self, inputs, training=False):
         """Everything of a step that does not depend on the state.
 
         Computes the input part of the gates and switch logits and, when the
-        switch is sampled, draws the Gumbel noise. Kept apart from `step` so
-        that TensorFlow can run it beside the recurrent chain.
+        switch is sampled, draws the Gumbel noise. Kept apart from `step`:
+        per step, TensorFlow runs it beside the recurrent chain; for all steps
+        at once (what `MarkovLSTM` does under XLA), it leaves the loop.
 
         Args:
-            inputs: `(batch, features)`.
+            inputs: `(batch, features)`, or a time-major sequence
+                `(time, batch, features)`.
             training: Python boolean; applies the input dropout mask and
                 draws the switch noise.
 
         Returns:
             A tuple `(inputs @ kernel + bias, inputs @ switch_kernel +
-            switch_bias)`, plus the Gumbel noise `(batch, num_states)` when
-            the switch is sampled.
+            switch_bias)`, plus the Gumbel noise `(..., num_states)` when the
+            switch is sampled.
         """
+        sequence = len(inputs.shape) == 3
         if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
-        # The bias rides in the matmul as a row of the kernel against a
-        # column of ones: the gradient of a broadcast bias add is a column
-        # reduction that measured slower than the matmul on CPU.
+            mask = self.get_dropout_mask(inputs[0] if sequence else inputs)
+            inputs = inputs * (ops.expand_dims(mask, 0) if sequence else mask)
+        # One 2-D matmul per weight: a 3-D one becomes a tensordot with
+        # transposes. The bias rides in the matmul as a row of the kernel
+        # against a column of ones, because the gradient of a broadcast bias
+        # add is a column reduction that TF runs far slower than a matmul.
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
         kernel, switch_kernel = self.kernel, self.switch_kernel
         if self.use_bias:
-            inputs = ops.concatenate(
-                [inputs, ops.ones_like(inputs[:, :1])], axis=-1
+            flat = ops.concatenate(
+                [flat, ops.ones_like(flat[:, :1])], axis=-1
             )
             kernel = ops.concatenate(
                 [kernel, ops.expand_dims(self.bias, 0)], axis=0
@@ -351,13 +362,19 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             switch_kernel = ops.concatenate(
                 [switch_kernel, ops.expand_dims(self.switch_bias, 0)], axis=0
             )
-        parts = [ops.matmul(inputs, kernel), ops.matmul(inputs, switch_kernel)]
+        gates = ops.matmul(flat, kernel)
+        logits = ops.matmul(flat, switch_kernel)
+        leading = tuple(ops.shape(inputs)[:-1])
+        parts = [
+            ops.reshape(gates, leading + (self._gate_width,)),
+            ops.reshape(logits, leading + (self.num_states,)),
+        ]
         if self._uses_noise(training):
             noise = gumbel.sample_gumbel(
-                (ops.shape(inputs)[0], self.num_states),
-                seed=self.seed_generator, dtype="float32",
+                leading + (self.num_states,), seed=self.seed_generator,
+                dtype="float32",
             )
-            parts.append(ops.cast(noise, parts[0].dtype))
+            parts.append(ops.cast(noise, gates.dtype))
         return tuple(parts)
 
     def _switch(self, logits, noise, training):

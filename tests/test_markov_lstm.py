@@ -504,6 +504,37 @@ def test_input_that_is_not_3d_raises_at_build(shape):
         layer(np.zeros(shape, "float32"))
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("length", [9, None])
+def test_xla_loop_projecting_before_the_loop_matches_the_per_step_loop(
+    go_backwards, length,
+):
+    """Under XLA the layer projects all steps before its loop; otherwise
+    each step projects its own inputs. Same outputs, switches, masked steps
+    and gradients either way (also with an unknown length)."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(3, 9, 2)).astype("float32")
+    mask = np.ones((3, 9), bool)
+    mask[1, 6:] = False
+    layer = MarkovLSTM(5, num_states=3, return_sequences=True,
+                       return_switches=True, entropy_weight=0.1,
+                       go_backwards=go_backwards, seed=0)
+    layer.build((3, None, 2))
+    randomize_biases(layer.cell)
+
+    def run(inputs):
+        with tf.GradientTape() as tape:
+            h, q, z = layer(inputs, mask=mask)
+            loss = tf.reduce_sum(h * h) + tf.add_n(layer.losses)
+        return [h, q, z] + tape.gradient(loss, layer.trainable_weights)
+
+    spec = tf.TensorSpec((3, length, 2), tf.float32)
+    per_step = tf.function(run, input_signature=[spec])(x)
+    xla = tf.function(run, input_signature=[spec], jit_compile=True)(x)
+    for a, b in zip(per_step, xla):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_unknown_length_runs_every_step(training):
     """With an unknown time dimension the loop must not stop early (the
