@@ -1,9 +1,10 @@
 """Shared recurrent loop of the package's layers (private).
 
-The layers run their cell in the loop that `keras.layers.RNN` runs, and add
-what it lacks: the guard on stateful batch sizes, and packed per-step
-outputs that subclasses split after the loop in `_unpack`, where losses can
-be added (`add_loss` inside the loop fails, see docs/KERAS_NOTES.md).
+The layers run their cell in the loop that `keras.layers.RNN` runs (with the
+inputs of all steps projected before the loop under XLA), and add what it
+lacks: the guard on stateful batch sizes, and packed per-step outputs that
+subclasses split after the loop in `_unpack`, where losses can be added
+(`add_loss` inside the loop fails, see docs/KERAS_NOTES.md).
 """
 
 import numpy as np
@@ -72,8 +73,8 @@ class SteppedRNN:
         # is stored (MarkovLSTM(128) at 500 steps: 614 MB). Measured on a
         # 2-core CPU this beat projecting all steps before the loop by 8 % at
         # 28 steps and 20 % at 500. Under XLA, which compiles the loop into
-        # one program, the single large matmul before the loop measured
-        # faster (15-20 %), as cuDNN's LSTM does it. Cells that must project
+        # one program, the single large matmul before the loop (as cuDNN's
+        # LSTM does it) measured as fast or faster. Cells that must project
         # before the loop set `project_before_loop = True` (VRNN, see there).
         project_first = getattr(
             self.cell, "project_before_loop", False

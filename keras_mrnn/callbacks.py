@@ -115,8 +115,9 @@ class KLWarmup(keras.callbacks.Callback):
     once per k batches: the weight is then set for each group of k batches,
     from the count of the group's first batch). The weight is a variable
     read by the compiled train step, so the change takes effect without
-    recompiling, also with `jit_compile=True`. The value is written to the epoch's logs as
-    `kl_weight` (and so shows in `History` and CSV/TensorBoard loggers).
+    recompiling, also with `jit_compile=True`. The value is written to the
+    epoch's logs as `kl_weight` (and so shows in `History` and CSV/TensorBoard
+    loggers).
 
     Args:
         duration: Positive integer, the number of epochs or batches over
