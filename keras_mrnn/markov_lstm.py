@@ -134,18 +134,24 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         self._initial_temperature = check.positive_float(
             "temperature", temperature
         )
-        self.straight_through = check.boolean("straight_through", straight_through)
+        self.straight_through = check.boolean(
+            "straight_through", straight_through
+        )
         self.inference_switch = check.choice(
             "inference_switch", inference_switch, INFERENCE_SWITCHES
         )
-        self.markov_transition = check.boolean("markov_transition", markov_transition)
+        self.markov_transition = check.boolean(
+            "markov_transition", markov_transition
+        )
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = check.boolean("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = check.boolean("unit_forget_bias", unit_forget_bias)
+        self.unit_forget_bias = check.boolean(
+            "unit_forget_bias", unit_forget_bias
+        )
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -161,7 +167,9 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         # A generator, not an int: an int seed inside the loop would give
         # every step the same noise (docs/KERAS_NOTES.md).
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.output_switches = check.boolean("output_switches", output_switches)
+        self.output_switches = check.boolean(
+            "output_switches", output_switches
+        )
 
         self.state_size = [self.units, self.units]
         if self.markov_transition:

@@ -183,7 +183,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = check.boolean("unit_forget_bias", unit_forget_bias)
+        self.unit_forget_bias = check.boolean(
+            "unit_forget_bias", unit_forget_bias
+        )
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
