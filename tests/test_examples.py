@@ -92,9 +92,28 @@ def test_mnist_sequence_quick(tmp_path):
         tmp_path, ["switches_per_digit.png", "state_usage.png",
                    "history.png"])
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["cell"] == "markov"
     assert set(metrics["state_usage"]) == {str(d) for d in range(10)} | {
         "overall"}
     assert math.isclose(sum(metrics["state_usage"]["overall"]), 1.0)
+
+
+def lstm_parameters(features, units):
+    """Parameters of keras.layers.LSTM(units) on `features` inputs."""
+    return 4 * units * (features + units + 1)
+
+
+@needs_mnist
+def test_mnist_sequence_lstm_baseline_quick(tmp_path):
+    out = run_example("mnist_sequence.py", "--quick", "--cell", "lstm",
+                      "--data", MNIST_NPZ, "--output-dir", str(tmp_path))
+    assert "Test accuracy of the lstm model" in out
+    metrics = check_outputs(tmp_path, ["history.png"])
+    assert metrics["cell"] == "lstm" and "state_usage" not in metrics
+    # --quick: 2 LSTM layers of 16 units on 28 pixels, then Dense(10).
+    expected = lstm_parameters(28, 16) + lstm_parameters(16, 16) + 17 * 10
+    assert metrics["parameters"] == expected
+    assert f"lstm: {expected:,} parameters" in out
 
 
 def test_alien_signal_quick(tmp_path):
@@ -104,7 +123,18 @@ def test_alien_signal_quick(tmp_path):
     metrics = check_outputs(
         tmp_path, ["switches.png", "state_usage.png", "history.png"])
     assert 0.0 <= metrics["test_auc"] <= 1.0
+    assert metrics["cell"] == "markov"
     assert set(metrics["state_usage"]) == {"plain", "alien", "overall"}
+
+
+def test_alien_signal_lstm_baseline_quick(tmp_path):
+    out = run_example("alien_signal.py", "--quick", "--cell", "lstm",
+                      "--output-dir", str(tmp_path))
+    assert "Held-out test accuracy of the lstm model" in out
+    metrics = check_outputs(tmp_path, ["history.png"])
+    assert metrics["cell"] == "lstm" and "state_usage" not in metrics
+    # --quick: LSTM(16) on 1 feature, then Dense(1).
+    assert metrics["parameters"] == lstm_parameters(1, 16) + 17
 
 
 def test_stateful_cosine_quick(tmp_path):
