@@ -6,6 +6,10 @@
   code (a sine wave with or without a hidden high-frequency cosine).
 - `stateful_cosine`: the damped cosine series of Keras's classic stateful
   LSTM example, with its "mean of the next `lahead` values" target.
+- `MarkovSwitchingAR`: sequences that move between K regimes of a sticky
+  Markov chain, with the Bayes filter and predictor of the true parameters
+  (the ceiling for "which regime is it in"), and
+  `normalized_mutual_information` to score regime labels against the truth.
 """
 
 import math
@@ -241,3 +245,278 @@ def stateful_cosine(
     x = series[:num_points].reshape(num_points, 1, 1)
     y = target.reshape(num_points, 1)
     return x.astype("float32"), y.astype("float32")
+
+
+class MarkovSwitchingAR:
+    """A Markov-switching AR(1) process, its sampler and its Bayes filter.
+
+    A hidden regime `s_t` in `{0, ..., K-1}` follows a sticky Markov chain
+    (it stays with probability `stay_probability`, else jumps to one of the
+    other regimes uniformly); given the regime, the observation follows an
+    AR(1) of that regime's own mean, coefficient and noise scale:
+
+        x_t = means[s_t] + coefficients[s_t] * (x_{t-1} - means[s_t])
+              + scales[s_t] * eps_t,        eps_t ~ N(0, 1)
+
+    The first regime is uniform and `x_0` is drawn from the stationary law
+    of its AR(1), `N(mean, scale^2 / (1 - coefficient^2))`.
+
+    With the true parameters, `filter` is the Bayes filter (the forward
+    recursion `alpha_t ∝ (alpha_{t-1} P) * p(x_t | s_t, x_{t-1})`): the
+    best possible estimate of the current regime from the past, and
+    `predict_next` the Bayes-optimal prediction of the next value. They are
+    the ceilings a learned model is measured against.
+
+    The defaults give three regimes that differ in level, persistence and
+    volatility: a calm one near 0, a persistent one near 2 and a volatile,
+    oscillating one near -1.
+
+    Args:
+        means: Sequence of K floats, the level of each regime.
+        coefficients: Sequence of K floats in (-1, 1), the AR coefficients.
+        scales: Sequence of K positive floats, the noise scales.
+        stay_probability: Float in (0, 1], probability that the regime
+            stays the same from one step to the next.
+
+    Example:
+
+    >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+    >>> x, regimes = process.sample(100, 200, seed=0)
+    >>> x.shape, regimes.shape
+    ((100, 200, 1), (100, 200))
+    >>> posterior = process.filter(x)       # (100, 200, 3), rows sum to 1
+    """
+
+    def __init__(
+        self,
+        means=(0.0, 2.0, -1.0),
+        coefficients=(0.5, 0.9, -0.5),
+        scales=(0.3, 0.3, 1.0),
+        stay_probability=0.95,
+    ):
+        arrays = {}
+        for name, value in (
+            ("means", means), ("coefficients", coefficients),
+            ("scales", scales),
+        ):
+            try:
+                array = np.asarray(value, dtype="float64")
+            except (TypeError, ValueError):
+                array = None
+            if array is None or array.ndim != 1 or array.size == 0 or (
+                not np.all(np.isfinite(array))
+            ):
+                raise ValueError(
+                    f"Argument `{name}` must be a non-empty sequence of "
+                    f"finite floats. Received: {name}={value!r}."
+                )
+            arrays[name] = array
+        sizes = {name: a.size for name, a in arrays.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(
+                "Arguments `means`, `coefficients` and `scales` must have one "
+                f"entry per regime, the same number each. Received sizes "
+                f"{sizes}."
+            )
+        if not np.all(np.abs(arrays["coefficients"]) < 1):
+            raise ValueError(
+                "Argument `coefficients` must lie in (-1, 1) (stationary "
+                f"AR(1) regimes). Received: coefficients={coefficients!r}."
+            )
+        if not np.all(arrays["scales"] > 0):
+            raise ValueError(
+                "Argument `scales` must be positive. Received: "
+                f"scales={scales!r}."
+            )
+        stay = check.positive_float("stay_probability", stay_probability)
+        if stay > 1:
+            raise ValueError(
+                "Argument `stay_probability` must be in (0, 1]. Received: "
+                f"stay_probability={stay_probability!r}."
+            )
+        self.means = arrays["means"]
+        self.coefficients = arrays["coefficients"]
+        self.scales = arrays["scales"]
+        self.stay_probability = stay
+        self.num_regimes = self.means.size
+
+    @property
+    def transition_matrix(self):
+        """The K x K matrix `P[i, j] = p(s_t = j | s_{t-1} = i)`."""
+        k = self.num_regimes
+        if k == 1:
+            return np.ones((1, 1))
+        jump = (1.0 - self.stay_probability) / (k - 1)
+        return np.full((k, k), jump) + np.eye(k) * (
+            self.stay_probability - jump
+        )
+
+    def sample(self, num_sequences, num_steps, seed=None):
+        """Draws sequences and their true regimes.
+
+        Args:
+            num_sequences: Positive integer.
+            num_steps: Positive integer, the length `T` of each sequence.
+            seed: Optional non-negative integer seed.
+
+        Returns:
+            A tuple `(x, regimes)`: `x` float32 of shape
+            `(num_sequences, num_steps, 1)` and `regimes` int32 of shape
+            `(num_sequences, num_steps)`, the regime that generated each
+            `x_t`.
+
+        Example:
+
+        >>> x, regimes = keras_mrnn.datasets.MarkovSwitchingAR().sample(
+        ...     8, 50, seed=1)
+        """
+        n = check.positive_int("num_sequences", num_sequences)
+        steps = check.positive_int("num_steps", num_steps)
+        rng = np.random.default_rng(_seed(seed))
+        k = self.num_regimes
+        cumulative = np.cumsum(self.transition_matrix, axis=1)
+        regimes = np.empty((n, steps), dtype="int32")
+        x = np.empty((n, steps))
+        regimes[:, 0] = rng.integers(0, k, size=n)
+        s = regimes[:, 0]
+        stationary_scale = self.scales / np.sqrt(1 - self.coefficients ** 2)
+        x[:, 0] = self.means[s] + stationary_scale[s] * rng.standard_normal(n)
+        for t in range(1, steps):
+            u = rng.random(n)
+            s = np.minimum((u[:, None] > cumulative[s]).sum(axis=1), k - 1)
+            regimes[:, t] = s
+            x[:, t] = (
+                self.means[s]
+                + self.coefficients[s] * (x[:, t - 1] - self.means[s])
+                + self.scales[s] * rng.standard_normal(n)
+            )
+        return x[..., None].astype("float32"), regimes
+
+    def _log_likelihoods(self, x):
+        """`log p(x_t | s_t = k, x_{t-1})`, shape `(n, T, K)` (float64)."""
+        x = _series(x)
+        mean = np.empty(x.shape + (self.num_regimes,))
+        scale = np.empty_like(mean)
+        mean[:, 0] = self.means
+        scale[:, 0] = self.scales / np.sqrt(1 - self.coefficients ** 2)
+        mean[:, 1:] = self.means + self.coefficients * (
+            x[:, :-1, None] - self.means
+        )
+        scale[:, 1:] = self.scales
+        return (
+            -0.5 * ((x[..., None] - mean) / scale) ** 2
+            - np.log(scale) - 0.5 * np.log(2 * np.pi)
+        )
+
+    def filter(self, x):
+        """The Bayes filter: `p(s_t | x_0, ..., x_t)` with the true parameters.
+
+        Args:
+            x: Array `(n, T)` or `(n, T, 1)` of observations.
+
+        Returns:
+            float64 array `(n, T, K)`: the filtered regime probabilities.
+
+        Example:
+
+        >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+        >>> x, regimes = process.sample(10, 100, seed=0)
+        >>> accuracy = np.mean(process.filter(x).argmax(-1) == regimes)
+        """
+        log_likelihood = self._log_likelihoods(x)
+        n, steps, k = log_likelihood.shape
+        transition = self.transition_matrix
+        posterior = np.empty((n, steps, k))
+        prior = np.full((n, k), 1.0 / k)
+        for t in range(steps):
+            # Scaled forward recursion: shifting by the max keeps exp finite.
+            log_joint = np.log(prior) + log_likelihood[:, t]
+            weights = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
+            posterior[:, t] = weights / weights.sum(axis=1, keepdims=True)
+            prior = np.maximum(posterior[:, t] @ transition, 1e-300)
+        return posterior
+
+    def predict_next(self, x):
+        """Bayes-optimal prediction of `x_{t+1}` from `x_0, ..., x_t`.
+
+        `E[x_{t+1} | x_0..t] = sum_k (alpha_t P)[k] *
+        (means[k] + coefficients[k] * (x_t - means[k]))`.
+
+        Args:
+            x: Array `(n, T)` or `(n, T, 1)` of observations.
+
+        Returns:
+            float64 array `(n, T)`: the prediction of the value after each
+            step (the last one predicts beyond the sequence).
+
+        Example:
+
+        >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+        >>> x, _ = process.sample(10, 100, seed=0)
+        >>> mse = np.mean((process.predict_next(x)[:, :-1] - x[:, 1:, 0]) ** 2)
+        """
+        series = _series(x)
+        next_regime = self.filter(series) @ self.transition_matrix
+        conditional = self.means + self.coefficients * (
+            series[..., None] - self.means
+        )
+        return np.sum(next_regime * conditional, axis=-1)
+
+
+def _series(x):
+    """`x` as a float64 `(n, T)` array, from `(n, T)` or `(n, T, 1)`."""
+    array = np.asarray(x, dtype="float64")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ValueError(
+            "Argument `x` must be an array of shape (n, T) or (n, T, 1) with "
+            f"T > 0. Received shape {np.shape(x)}."
+        )
+    return array
+
+
+def normalized_mutual_information(labels_true, labels_pred):
+    """Normalized mutual information between two labellings.
+
+    `I(A; B) / sqrt(H(A) H(B))`, in nats from the joint counts: 1 when one
+    labelling is a relabelling of the other (which index a model gives each
+    regime does not matter), near 0 for unrelated labels. When either
+    labelling is constant the score is 1 if both are, else 0.
+
+    Args:
+        labels_true: Integer array of any shape.
+        labels_pred: Integer array of the same shape.
+
+    Returns:
+        A Python float in [0, 1].
+
+    Example:
+
+    >>> keras_mrnn.datasets.normalized_mutual_information([0, 0, 1, 1],
+    ...                                                   [1, 1, 0, 0])
+    1.0
+    """
+    a = np.asarray(labels_true).ravel()
+    b = np.asarray(labels_pred).ravel()
+    if np.shape(labels_true) != np.shape(labels_pred) or a.size == 0:
+        raise ValueError(
+            "Arguments `labels_true` and `labels_pred` must be non-empty and "
+            f"of the same shape. Received shapes {np.shape(labels_true)} and "
+            f"{np.shape(labels_pred)}."
+        )
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= a.size
+    pa, pb = joint.sum(axis=1), joint.sum(axis=0)
+    entropy_a = -np.sum(pa * np.log(pa))
+    entropy_b = -np.sum(pb * np.log(pb))
+    if entropy_a == 0 or entropy_b == 0:
+        return float(entropy_a == entropy_b)
+    nonzero = joint > 0
+    mutual = np.sum(
+        joint[nonzero] * np.log(joint[nonzero] / np.outer(pa, pb)[nonzero])
+    )
+    return float(min(max(mutual / np.sqrt(entropy_a * entropy_b), 0.0), 1.0))
