@@ -50,6 +50,33 @@ def _stateless_seed(seed_generator):
     return ops.cast(ops.mod(seed, 2**31 - 1), "int32")
 
 
+def _safe_masked_steps(parts, mask):
+    """`unpack`ed parts with the masked steps' values made harmless.
+
+    Masked steps hold zeros in the packed outputs (leading steps, and every
+    masked step with `zero_output_for_mask=True`) or the last valid step's
+    values: a zero scale makes `Normal(0, 0).log_prob(0)` NaN, and NaN
+    times a zero step weight stays NaN (in values and gradients). So every
+    masked step gets loc, z, KL, NLL 0 and scales 1 before any
+    distribution is built; the caller still gives these steps zero weight.
+
+    Args:
+        parts: Dict of `(batch, time, ...)` tensors from `VRNNCell.unpack`.
+        mask: Boolean `(batch, time)`, true for valid steps.
+
+    Returns:
+        A dict of the same tensors.
+    """
+    valid = ops.cast(mask, "bool")
+    scales = ("prior_scale", "posterior_scale", "x_scale")
+    safe = {}
+    for name, value in parts.items():
+        where = valid if len(value.shape) == 2 else valid[..., None]
+        fill = 1.0 if name in scales else 0.0
+        safe[name] = ops.where(where, value, ops.cast(fill, value.dtype))
+    return safe
+
+
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class VRNNCell(SteppedCell, keras.layers.Layer):
     """Cell of the variational RNN (VRNN) of Chung et al. (2015).
@@ -1093,6 +1120,8 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             parts = self.cell.unpack(
                 self._scan(repeated, mask=chunk_mask, latent="sample")
             )
+            if chunk_mask is not None:
+                parts = _safe_masked_steps(parts, chunk_mask)
             z = parts["z"]
             log_prior = tfd.Normal(
                 parts["prior_loc"], parts["prior_scale"]

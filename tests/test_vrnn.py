@@ -592,3 +592,89 @@ def test_unit_forget_bias_sets_the_forget_block_as_keras_lstm_cell_does():
                      unit_forget_bias=False)
     off.build((None, 4, 2))
     np.testing.assert_allclose(np_(off.cell.input_bias), 0.3)
+
+
+# ------------------------------------------- masked steps in log_likelihood
+def gaussian_log_prob(x, loc, scale):
+    return -0.5 * LOG_2PI - np.log(scale) - (x - loc) ** 2 / (2.0 * scale**2)
+
+
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize("masked", ["leading", "middle"])
+def test_log_likelihood_with_masked_steps_matches_numpy(
+        zero_output_for_mask, masked):
+    # Leading masked steps (left padding), and any masked step with
+    # zero_output_for_mask=True, carry zeros in the packed output: a prior
+    # scale of 0 there made the estimate NaN (issue 11, bug 1).
+    rng = np.random.RandomState(12)
+    x = rng.normal(size=(4, 7, 2)).astype("float32")
+    mask = np.ones((4, 7), bool)
+    if masked == "leading":
+        mask[:, :3] = False
+        mask[0, :] = True  # rows with different amounts of padding
+        mask[1, :5] = False
+    else:
+        mask[:, 2] = False
+        mask[1, 4:6] = False
+    layer = make_layer(min_scale=1e-3,
+                       zero_output_for_mask=zero_output_for_mask)
+    layer.build((None, None, 2))
+    randomize(layer, scale=0.5)
+    # K = 1 and the same seed: log_likelihood draws the z that infer draws,
+    # so the estimate is the NumPy sum over valid steps of
+    # log p(z | h) - log q(z | x, h) - NLL at those z.
+    got = np_(layer.log_likelihood(x, num_samples=1, seed=4, mask=mask))
+    out = {k: np_(v) for k, v in
+           layer.infer(x, latent="sample", seed=4, mask=mask).items()}
+    v = mask[..., None]
+    z = out["z"]
+    log_prior = gaussian_log_prob(
+        z, out["prior_loc"], np.where(v, out["prior_scale"], 1.0))
+    log_post = gaussian_log_prob(
+        z, out["posterior_loc"], np.where(v, out["posterior_scale"], 1.0))
+    per_step = np.sum(log_prior - log_post, axis=-1) - out["nll"]
+    want = np.sum(np.where(mask, per_step, 0.0), axis=1)
+    assert np.all(np.isfinite(got)), got
+    # float32 sums of ~20 terms of a few nats each: 1e-4 relative is ~100
+    # float32 ulps, and covers a GPU's differently ordered sums.
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_log_likelihood_of_left_padded_sequences_equals_unpadded(
+        zero_output_for_mask):
+    rng = np.random.RandomState(13)
+    x = rng.normal(size=(3, 5, 2)).astype("float32")
+    padded = np.concatenate([np.zeros((3, 3, 2), "float32"), x], axis=1)
+    mask = np.ones((3, 8), bool)
+    mask[:, :3] = False
+    layer = make_layer(min_scale=1e-3, inference_latent="mean",
+                       zero_output_for_mask=zero_output_for_mask)
+    layer.build((None, None, 2))
+    randomize(layer, scale=0.5)
+    # Padding shifts the latent draws by the padded steps, so the estimate
+    # is made independent of z for an exact comparison: phi_z(z) constant
+    # (z reaches neither h nor the decoder) and the prior equal to the
+    # posterior (log p(z) - log q(z) = 0). It is then -sum_t NLL_t.
+    cell = layer.cell
+    cell.phi_z_kernel.assign(np.zeros(cell.phi_z_kernel.shape, "float32"))
+    for kernel in (cell.prior_kernel, cell.encoder_kernel):
+        kernel.assign(np.zeros(kernel.shape, "float32"))
+    cell.encoder_bias.assign(cell.prior_bias)
+    want = np_(layer.log_likelihood(x, num_samples=4, seed=5))
+    np.testing.assert_allclose(
+        want, -np.sum(np_(layer.infer(x)["nll"]), axis=1), rtol=1e-5)
+    got = np_(layer.log_likelihood(padded, num_samples=4, seed=5, mask=mask))
+    # Same float32 operations on the valid steps, from the same zero
+    # states: equal within a few ulps of sums of a few nats.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    # The training loss (deterministic here: inference_latent="mean") is
+    # the same with a Masking layer in front of left-padded input.
+    inputs = keras.Input((None, 2))
+    model = keras.Model(inputs, layer(keras.layers.Masking(0.0)(inputs)))
+    model(x)
+    loss = np_(model.losses[0])
+    model(padded)
+    np.testing.assert_allclose(np_(model.losses[0]), loss, rtol=1e-5)
+    assert np.isfinite(loss)
