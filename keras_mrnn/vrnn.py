@@ -354,14 +354,19 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             `[x, phi_x(x) @ input_kernel + input_bias]`, with last dimension
             `features + hidden_units + G * units` (G = 4 for the LSTM, 3 for
-            the GRU).
+            the GRU), in the compute dtype or float32, whichever is wider.
         """
+        # `x` is also the likelihood target: under a float16 policy it stays
+        # float32 (rounding it would shift the NLL), and so does the packed
+        # tensor; `step` casts the projection back, losslessly.
+        dtype = keras.backend.result_type(self.compute_dtype, "float32")
+        target = ops.cast(inputs, dtype)
         inputs = ops.cast(inputs, self.compute_dtype)
         phi_x = self.activation(
             ops.matmul(inputs, self.phi_x_kernel) + self.phi_x_bias
         )
         projected = ops.matmul(phi_x, self.input_kernel) + self.input_bias
-        return ops.concatenate([inputs, projected], axis=-1)
+        return ops.concatenate([target, ops.cast(projected, dtype)], axis=-1)
 
     def _gaussian(self, hidden, kernel, bias):
         params = ops.cast(ops.matmul(hidden, kernel) + bias, "float32")
@@ -443,8 +448,10 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         tfd = _distributions()
         dim, hidden = self.input_dim, self.hidden_units
         x = ops.cast(projected[:, :dim], "float32")
-        encoder_part = projected[:, dim : dim + hidden]
-        input_part = projected[:, dim + hidden :]
+        encoder_part = ops.cast(
+            projected[:, dim : dim + hidden], self.compute_dtype
+        )
+        input_part = ops.cast(projected[:, dim + hidden :], self.compute_dtype)
         recurrent = (
             ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
         )
@@ -527,7 +534,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             x = distribution.mean()
         x = ops.cast(x, "float32")
         projected = self.project_inputs(x)
-        input_part = projected[:, self.input_dim + hidden :]
+        input_part = ops.cast(
+            projected[:, self.input_dim + hidden :], self.compute_dtype
+        )
         new_states = self._transition(
             input_part + latent_part, recurrent[:, 3 * hidden :], states
         )
@@ -739,6 +748,13 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         )
         self.built = True
 
+    @property
+    def input_dtype(self):
+        # Keras casts a layer's inputs to this dtype: keep them float32
+        # under a float16 policy, since they are the likelihood target too
+        # (the cell casts them for its matmuls).
+        return self.variable_dtype
+
     # Convenience accessors, as on keras.layers.LSTM.
     units = property(lambda self: self.cell.units)
     latent_dim = property(lambda self: self.cell.latent_dim)
@@ -844,7 +860,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                 f"Layer '{self.name}' was built for {self.cell.input_dim} "
                 f"features. Received input with shape {x.shape}."
             )
-        return ops.cast(x, self.cell.compute_dtype)
+        return ops.cast(x, self.input_dtype)
 
     def _initial_states(self, initial_state, batch_size):
         if initial_state is None:

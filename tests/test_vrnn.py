@@ -678,3 +678,44 @@ def test_log_likelihood_of_left_padded_sequences_equals_unpadded(
     model(padded)
     np.testing.assert_allclose(np_(model.losses[0]), loss, rtol=1e-5)
     assert np.isfinite(loss)
+
+
+# ------------------------------------------- mixed precision: float32 target
+def test_mixed_float16_nll_is_computed_against_the_float32_input():
+    # Under mixed_float16 the likelihood target x was rounded to float16
+    # before the NLL (issue 11, bug 4). Neither 0.1234567 nor 0.124321 is a
+    # float16: they round to 0.12347412 and 0.12432861 (errors 1.7e-5,
+    # 7e-6).
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x = np.full((2, 4, 3), 0.1234567, "float32")
+        x[1] = 0.124321
+        layer = make_layer(kl_weight=0.0, min_scale=1e-4)
+        model = keras.Sequential([keras.Input((4, 3)), layer])
+        assert layer.compute_dtype == "float16"
+        cell = layer.cell
+        # Decoder = its bias: mean 0.125, scale softplus(-20) + 1e-4 ~ 1e-4,
+        # so that the NLL is steep in x: dNLL/dx = (x - mu) / sigma^2 ~ 1e5.
+        cell.decoder_kernel.assign(np.zeros(cell.decoder_kernel.shape))
+        cell.decoder_bias.assign(np.array([0.125] * 3 + [-20.0] * 3))
+        out = layer.infer(x)
+        loc, scale = np_(out["x_loc"]), np_(out["x_scale"])
+        want = gaussian_nll(x.astype("float64"), loc, scale)
+        at_float16 = gaussian_nll(
+            x.astype("float16").astype("float64"), loc, scale)
+        # float32 bound: TFP computes (x / sigma - mu / sigma)^2, which
+        # cancels: x / sigma ~ 1250 has an ulp of 1.2e-4, so each feature's
+        # NLL is within |z| * 2 ulps = 15 * 2.4e-4 = 4e-3 nats, 1.1e-2 per
+        # step (measured 2e-3). atol 0.05 allows that (and a GPU's
+        # ~1e-4 relative on 330 nats) and is 30x below the effect of
+        # rounding x to float16 (1.5 and 8 nats per step), checked first.
+        atol = 0.05
+        assert np.all(np.abs(at_float16 - want) > 30 * atol)
+        np.testing.assert_allclose(np_(out["nll"]), want, rtol=0, atol=atol)
+        # The training loss (kl_weight 0: the mean NLL) takes the other
+        # path: the layer call, whose inputs Keras autocasts.
+        model(x)
+        np.testing.assert_allclose(
+            np_(layer.losses[0]), np.mean(want), rtol=0, atol=atol)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
