@@ -296,9 +296,11 @@ class StatefulEvaluation(keras.callbacks.Callback):
         x: Inputs of `model.evaluate` (arrays or a `tf.data.Dataset`).
         y: Targets, or `None`.
         batch_size: The batch size for array inputs. `None` (default):
-            the batch size of the model's stateful layers for arrays (what
-            `evaluate` needs; its own default of 32 would be refused by the
-            stateful batch guard), nothing for datasets.
+            for arrays, the batch size of the model's stateful layers times
+            the number of replicas of the model's `tf.distribute` strategy
+            (the global batch that `evaluate` needs; its own default of 32
+            would be refused by the stateful batch guard), nothing for
+            datasets.
         reset_states: If `True` (default), evaluate from zero states (the
             evaluation data is a fresh sequence); if `False`, from the
             current training states (it continues the training sequences).
@@ -353,7 +355,15 @@ class StatefulEvaluation(keras.callbacks.Callback):
         if batch_size is None and layers and not isinstance(
             self.x, tf.data.Dataset
         ):
-            batch_size = int(layers[0].states[0].shape[0])
+            # Each replica holds its own state rows, and `evaluate` splits
+            # a global batch between the replicas.
+            strategy = getattr(self.model, "distribute_strategy", None)
+            if strategy is None:
+                strategy = tf.distribute.get_strategy()
+            batch_size = (
+                int(layers[0].states[0].shape[0])
+                * strategy.num_replicas_in_sync
+            )
         self.results = evaluate_preserving_states(
             self.model, self.x, self.y, batch_size=batch_size,
             reset=self.reset_states, verbose=self.verbose, return_dict=True,

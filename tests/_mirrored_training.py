@@ -2,7 +2,9 @@
 2 logical CPU devices, and prints the per-epoch losses as JSON.
 
 Run as a script (by tests/test_reliability.py, in a subprocess): the logical
-devices must be configured before TensorFlow initializes.
+devices must be configured before TensorFlow initializes. With the argument
+`stateful_evaluation` it checks `callbacks.StatefulEvaluation` instead (for
+tests/test_callbacks_distributed.py).
 """
 
 import json
@@ -81,5 +83,45 @@ def main():
     json.dump(results, sys.stdout)
 
 
+def stateful_evaluation():
+    """`StatefulEvaluation` with its default batch size under the strategy:
+    fits a stateful Markov LSTM of per-replica state rows for one epoch,
+    and prints the callback's `val_loss` (or the error it raised) beside
+    the loss of a one-device model with the same weights, evaluated from
+    zero states with the global batch."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, T, F)).astype("float32")
+    y = x[:, :, :1].sum(axis=1)
+    x_val = rng.normal(size=(N, T, F)).astype("float32")
+    y_val = x_val[:, :, :1].sum(axis=1)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    replicas = strategy.num_replicas_in_sync
+    results = {"replicas": replicas}
+    with strategy.scope():
+        mirrored = build("markov", GLOBAL_BATCH // replicas)
+    try:
+        history = mirrored.fit(
+            x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False,
+            verbose=0, callbacks=[
+                keras_mrnn.callbacks.ResetStates(),
+                keras_mrnn.callbacks.StatefulEvaluation(x_val, y_val),
+            ],
+        ).history
+        results["val_loss"] = history["val_loss"][0]
+    except Exception as error:  # reported to the test, which shows it
+        results["error"] = f"{type(error).__name__}: {error}"[:2000]
+    single = build("markov", GLOBAL_BATCH)
+    single.set_weights(mirrored.get_weights())
+    keras_mrnn.reset_states(single)
+    results["single_val_loss"] = single.evaluate(
+        x_val, y_val, batch_size=GLOBAL_BATCH, verbose=0
+    )
+    json.dump(results, sys.stdout)
+
+
 if __name__ == "__main__":
-    main()
+    # One case per process (one strategy per process, see `main`).
+    if sys.argv[1:] == ["stateful_evaluation"]:
+        stateful_evaluation()
+    else:
+        main()
