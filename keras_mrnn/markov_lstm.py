@@ -3,6 +3,8 @@
 Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
+import math
+
 import keras
 from keras import activations
 from keras import constraints
@@ -20,6 +22,7 @@ from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
+SWITCHES = ("linear", "predictive")
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -62,6 +65,23 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             is an explicit Markov chain. Use it when the regimes of the data
             persist (or alternate) in a way that `h_{t-1}` alone describes
             poorly. `z_0` is zero, so the first step has no transition term.
+        switch: How the switch logits are computed. `"linear"` (default,
+            the reference): `x_t @ switch_kernel + h_{t-1} @
+            switch_recurrent_kernel + switch_bias`. `"predictive"`: each
+            state k predicts the step's input from the past,
+            `N(x_t; h_{t-1} @ W_k + b_k, diag(exp(log_scale_k))^2)`
+            (`switch_mean_kernel`, `switch_mean_bias`, `switch_log_scale`),
+            and the logits are Bayes' rule over those predictions: the
+            prior logits `h_{t-1} @ switch_recurrent_kernel + switch_bias`
+            (plus the transition term) plus the log density of `x_t` under
+            each state. `q_z(t)` is then a posterior over which state's
+            prediction explains the input, the structure of a Bayes filter
+            for regime-switching data. Train it with
+            `MarkovLSTM(input_likelihood_weight=...)`, which adds the
+            negative log-likelihood of the inputs under the mixture of
+            predictions; without it only the task's gradient shapes the
+            predictions. Inputs should be roughly standardized (the
+            predictions start near N(b_k, 1) with `b_k ~ N(0, 1)`).
         activation: Activation of the cell input and output (`tanh`).
         recurrent_activation: Activation of the gates (`sigmoid`).
         use_bias: Boolean, whether the layer uses a bias vector.
@@ -83,7 +103,9 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         seed: Integer seed of the Gumbel noise and the dropout masks.
         output_switches: If `True`, the output of each step is the packed
             vector `[h_t, logits_t, z_t]` of size `units + 2 * num_states`
-            instead of `h_t` (`MarkovLSTM` sets this and splits it).
+            instead of `h_t`, followed with `switch="predictive"` by
+            `log p(x_t | past)`, one more column (`MarkovLSTM` sets this and
+            splits it).
 
     Call arguments:
         inputs: A 2-D tensor `(batch, features)`.
@@ -109,6 +131,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         straight_through=False,
         inference_switch="argmax",
         markov_transition=False,
+        switch="linear",
         activation="tanh",
         recurrent_activation="sigmoid",
         use_bias=True,
@@ -143,6 +166,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         self.markov_transition = check.boolean(
             "markov_transition", markov_transition
         )
+        self.switch = check.choice("switch", switch, SWITCHES)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = check.boolean("use_bias", use_bias)
@@ -175,7 +199,8 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         if self.markov_transition:
             self.state_size.append(self.num_states)
         self.output_size = self.units + (
-            2 * self.num_states if self.output_switches else 0
+            2 * self.num_states + (self.switch == "predictive")
+            if self.output_switches else 0
         )
         self._gate_width = 4 * self.num_states * self.units
 
@@ -207,13 +232,38 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         # The switch has weights of its own: appended to the gate kernels
         # they would make the per-step matmul an awkward width (4Km + K)
         # that runs markedly slower than 4Km on CPU.
-        self.switch_kernel = self.add_weight(
-            shape=(input_dim, num_states),
-            name="switch_kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
+        if self.switch == "linear":
+            self.switch_kernel = self.add_weight(
+                shape=(input_dim, num_states),
+                name="switch_kernel",
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+            )
+        else:
+            # Each state k predicts the step's input from h_{t-1}:
+            # N(x_t; h_{t-1} @ W_k + b_k, diag exp(log_scale_k)^2).
+            self.switch_kernel = None
+            self.switch_mean_kernel = self.add_weight(
+                shape=(self.units, num_states * input_dim),
+                name="switch_mean_kernel",
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+            )
+            self.switch_mean_bias = self.add_weight(
+                shape=(num_states * input_dim,),
+                name="switch_mean_bias",
+                # Random, so that the K predictions start apart.
+                initializer=initializers.RandomNormal(
+                    stddev=1.0, seed=self.seed
+                ),
+            )
+            self.switch_log_scale = self.add_weight(
+                shape=(num_states, input_dim),
+                name="switch_log_scale",
+                initializer="zeros",
+            )
         self.switch_recurrent_kernel = self.add_weight(
             shape=(self.units, num_states),
             name="switch_recurrent_kernel",
@@ -351,6 +401,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             switch is sampled.
         """
         sequence = len(inputs.shape) == 3
+        raw_inputs = inputs
         if training and self.dropout > 0:
             mask = self.get_dropout_mask(inputs[0] if sequence else inputs)
             inputs = inputs * (ops.expand_dims(mask, 0) if sequence else mask)
@@ -367,16 +418,20 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             kernel = ops.concatenate(
                 [kernel, ops.expand_dims(self.bias, 0)], axis=0
             )
-            switch_kernel = ops.concatenate(
-                [switch_kernel, ops.expand_dims(self.switch_bias, 0)], axis=0
-            )
+            if switch_kernel is not None:
+                switch_kernel = ops.concatenate(
+                    [switch_kernel, ops.expand_dims(self.switch_bias, 0)],
+                    axis=0,
+                )
         gates = ops.matmul(flat, kernel)
-        logits = ops.matmul(flat, switch_kernel)
         leading = tuple(ops.shape(inputs)[:-1])
-        parts = [
-            ops.reshape(gates, leading + (self._gate_width,)),
-            ops.reshape(logits, leading + (self.num_states,)),
-        ]
+        parts = [ops.reshape(gates, leading + (self._gate_width,))]
+        if self.switch == "linear":
+            logits = ops.matmul(flat, switch_kernel)
+            parts.append(ops.reshape(logits, leading + (self.num_states,)))
+        else:
+            # The predictive switch scores the input itself (undropped).
+            parts.append(raw_inputs)
         if self._uses_noise(training):
             noise = gumbel.sample_gumbel(
                 leading + (self.num_states,), seed=self.seed_generator,
@@ -417,16 +472,31 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         """
         h_tm1, c_tm1 = states[0], states[1]
         num_states, units = self.num_states, self.units
-        gates_in, logits = projected[0], projected[1]
+        gates_in, switch_in = projected[0], projected[1]
         noise = projected[2] if len(projected) > 2 else None
         h_in = h_tm1
         if training and self.recurrent_dropout > 0:
             h_in = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
         z = gates_in + ops.matmul(h_in, self.recurrent_kernel)
-        logits = logits + ops.matmul(h_in, self.switch_recurrent_kernel)
         i, f, g, o = ops.split(z, 4, axis=-1)
+        if self.switch == "linear":
+            logits = switch_in + ops.matmul(
+                h_in, self.switch_recurrent_kernel
+            )
+        else:
+            logits = ops.matmul(h_in, self.switch_recurrent_kernel)
+            if self.use_bias:
+                logits = logits + self.switch_bias
         if self.markov_transition:
             logits = logits + ops.matmul(states[2], self.transition_kernel)
+        if self.switch == "predictive":
+            # Bayes' rule: q(z_t) ∝ prior(z_t | past) * p(x_t | z_t, past).
+            prior = logits
+            logits = prior + self._input_log_density(switch_in, h_in)
+            log_evidence = ops.logsumexp(
+                ops.cast(logits, "float32"), axis=-1, keepdims=True
+            ) - ops.logsumexp(ops.cast(prior, "float32"), axis=-1,
+                              keepdims=True)
         switch = ops.cast(self._switch(logits, noise, training), z.dtype)
 
         # Gates are (batch, K * units); viewed as (batch, K, units) where
@@ -452,8 +522,27 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             new_states.append(switch)
         output = h
         if self.output_switches:
-            output = ops.concatenate([h, logits, switch], axis=-1)
+            parts = [h, ops.cast(logits, h.dtype), switch]
+            if self.switch == "predictive":
+                parts.append(ops.cast(log_evidence, h.dtype))
+            output = ops.concatenate(parts, axis=-1)
         return output, new_states
+
+    def _input_log_density(self, inputs, h):
+        """`log N(x_t; h @ W_k + b_k, diag scale_k^2)` per state, float32."""
+        features = self.switch_log_scale.shape[-1]
+        mean = ops.matmul(h, self.switch_mean_kernel) + self.switch_mean_bias
+        mean = ops.reshape(
+            ops.cast(mean, "float32"), (-1, self.num_states, features)
+        )
+        log_scale = ops.cast(self.switch_log_scale, "float32")
+        error = (ops.expand_dims(ops.cast(inputs, "float32"), 1) - mean) * (
+            ops.exp(-log_scale)
+        )
+        return -ops.sum(
+            0.5 * ops.square(error) + log_scale + 0.5 * math.log(2 * math.pi),
+            axis=-1,
+        )
 
     def get_config(self):
         config = {
@@ -463,6 +552,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             "straight_through": self.straight_through,
             "inference_switch": self.inference_switch,
             "markov_transition": self.markov_transition,
+            "switch": self.switch,
             "activation": activations.serialize(self.activation),
             "recurrent_activation": activations.serialize(
                 self.recurrent_activation
@@ -499,7 +589,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
 # Arguments of MarkovLSTM that belong to its cell.
 _CELL_ARGS = (
     "units", "num_states", "temperature", "straight_through",
-    "inference_switch", "markov_transition", "activation",
+    "inference_switch", "markov_transition", "switch", "activation",
     "recurrent_activation", "use_bias", "kernel_initializer",
     "recurrent_initializer", "bias_initializer", "unit_forget_bias",
     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
@@ -530,7 +620,16 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         entropy_weight: Non-negative float beta: adds
             `-beta * mean entropy of q_z(t)` (over batch and valid steps) to
             the model's losses. The reference's ER objective uses 0.001, its
-            VB objective 1.0; 0 (default) is plain maximum likelihood.
+            VB objective 1.0; 0 (default) is plain maximum likelihood. It
+            keeps the switch soft: leave it at 0 when you want crisp
+            regimes.
+        input_likelihood_weight: Non-negative float; with
+            `switch="predictive"`, adds this weight times the mean (over
+            batch and valid steps) negative log-likelihood of each step's
+            input under the states' predictions,
+            `-log sum_k prior_k N(x_t; mu_k, sigma_k)` in nats per step, to
+            the model's losses. It is what makes the states' predictions,
+            and so the switch, follow the regimes of the input.
         return_sequences: Whether to return the full sequence of `h`
             or only the last `h`.
         return_state: Whether to return the last states after the outputs.
@@ -560,6 +659,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
 
     >>> x = np.random.random((8, 28, 28)).astype("float32")
     >>> layer = keras_mrnn.MarkovLSTM(16, num_states=4, return_switches=True)
+    >>> # For regimes: switch="predictive", input_likelihood_weight=1.0.
     >>> h, q, z = layer(x)
     >>> h.shape, q.shape, z.shape
     (TensorShape([8, 16]), TensorShape([8, 28, 4]), TensorShape([8, 28, 4]))
@@ -572,6 +672,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         temperature=1.0,
         return_switches=False,
         entropy_weight=0.0,
+        input_likelihood_weight=0.0,
         return_sequences=False,
         return_state=False,
         go_backwards=False,
@@ -589,11 +690,27 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         self.entropy_weight = check.non_negative_float(
             "entropy_weight", entropy_weight
         )
+        self.input_likelihood_weight = check.non_negative_float(
+            "input_likelihood_weight", input_likelihood_weight
+        )
+        if self.input_likelihood_weight > 0 and cell_kwargs.get(
+            "switch", "linear"
+        ) != "predictive":
+            raise ValueError(
+                "Argument `input_likelihood_weight` needs "
+                "switch='predictive' (the linear switch has no input "
+                f"likelihood). Received: input_likelihood_weight="
+                f"{input_likelihood_weight!r} with switch="
+                f"{cell_kwargs.get('switch', 'linear')!r}."
+            )
         cell = MarkovLSTMCell(
             units,
             num_states=num_states,
             temperature=temperature,
-            output_switches=self.return_switches or self.entropy_weight > 0,
+            output_switches=(
+                self.return_switches or self.entropy_weight > 0
+                or self.input_likelihood_weight > 0
+            ),
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="markov_lstm_cell",
@@ -634,23 +751,32 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         if not self.cell.output_switches:
             return [outputs if self.return_sequences else last_output]
         h_seq = outputs[..., :units]
+        switch_end = units + 2 * num_states
         logits = ops.cast(outputs[..., units : units + num_states], "float32")
-        z = ops.cast(outputs[..., units + num_states :], "float32")
+        z = ops.cast(outputs[..., units + num_states : switch_end], "float32")
         h = h_seq if self.return_sequences else last_output[..., :units]
         log_q = ops.log_softmax(logits, axis=-1)
+
+        def masked_mean(values):
+            # Mean over the batch and the valid steps.
+            if mask is None:
+                return ops.mean(values)
+            weight = ops.cast(mask, "float32")
+            if self.go_backwards:
+                # Outputs come in processing order: so must the mask.
+                weight = ops.flip(weight, axis=1)
+            return ops.sum(values * weight) / ops.maximum(
+                ops.sum(weight), 1.0
+            )
+
         if self.entropy_weight > 0:
             entropy = -ops.sum(ops.exp(log_q) * log_q, axis=-1)
-            if mask is not None:
-                weight = ops.cast(mask, "float32")
-                if self.go_backwards:
-                    # Outputs come in processing order: so must the mask.
-                    weight = ops.flip(weight, axis=1)
-                mean = ops.sum(entropy * weight) / ops.maximum(
-                    ops.sum(weight), 1.0
-                )
-            else:
-                mean = ops.mean(entropy)
-            self.add_loss(-self.entropy_weight * mean)
+            self.add_loss(-self.entropy_weight * masked_mean(entropy))
+        if self.input_likelihood_weight > 0:
+            log_evidence = ops.cast(outputs[..., switch_end], "float32")
+            self.add_loss(
+                -self.input_likelihood_weight * masked_mean(log_evidence)
+            )
         if not self.return_switches:
             return [h]
         return [h, ops.exp(log_q), z]
@@ -683,6 +809,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         config = {name: cell_config[name] for name in _CELL_ARGS}
         config["return_switches"] = self.return_switches
         config["entropy_weight"] = self.entropy_weight
+        config["input_likelihood_weight"] = self.input_likelihood_weight
         base = super().get_config()
         del base["cell"]
         return {**base, **config}

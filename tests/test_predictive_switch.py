@@ -1,0 +1,196 @@
+"""Tests of the predictive switch (`switch="predictive"`) and its input
+likelihood loss, against the equations written out in NumPy (float64).
+
+float32 bounds: the NumPy references run in float64; the layer computes in
+float32 over a handful of steps with O(1) values, so 1e-4 (relative and
+absolute) covers its rounding on any device, TF32 matmuls aside: the
+fixture below turns TF32 off, as a GPU would otherwise round matmul inputs
+to 10 bits.
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_mrnn import MarkovLSTM, MarkovLSTMCell
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def logsumexp(a):
+    top = a.max(axis=-1, keepdims=True)
+    return (top + np.log(np.exp(a - top).sum(-1, keepdims=True)))[..., 0]
+
+
+def randomize(cell, seed=0):
+    """Random biases and input scales: no term is trivially zero."""
+    rng = np.random.default_rng(seed)
+    for weight in (cell.bias, cell.switch_bias, cell.switch_mean_bias,
+                   cell.switch_log_scale):
+        weight.assign(rng.normal(size=weight.shape).astype("float32") * 0.5)
+
+
+def numpy_predictive_step(x, h, c, cell):
+    """One step from the equations: q(z_t) ∝ prior(z_t | h) N(x_t; mu_k, s_k).
+
+    Returns h, c, the switch logits (log prior + log density), the one-hot
+    argmax switch and log p(x_t | past).
+    """
+    k_states, features = cell.num_states, x.shape[-1]
+    prior = (h @ cell.switch_recurrent_kernel.numpy().astype("float64")
+             + cell.switch_bias.numpy())
+    mean = (h @ cell.switch_mean_kernel.numpy().astype("float64")
+            + cell.switch_mean_bias.numpy()).reshape(-1, k_states, features)
+    log_scale = cell.switch_log_scale.numpy().astype("float64")
+    log_density = np.sum(
+        -0.5 * ((x[:, None, :] - mean) / np.exp(log_scale)) ** 2
+        - log_scale - 0.5 * math.log(2 * math.pi),
+        axis=-1,
+    )
+    logits = prior + log_density
+    log_evidence = logsumexp(logits) - logsumexp(prior)
+    z = np.eye(k_states)[logits.argmax(-1)]
+    hs, cs = [], []
+    for k in range(k_states):
+        kernel, recurrent, bias = cell.lstm_weights(k)
+        i, f, g, o = np.split(x @ kernel + h @ recurrent + bias, 4, axis=-1)
+        c_k = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        hs.append(sigmoid(o) * np.tanh(c_k))
+        cs.append(c_k)
+    h_new = np.einsum("bk,kbm->bm", z, np.stack(hs))
+    c_new = np.einsum("bk,kbm->bm", z, np.stack(cs))
+    return h_new, c_new, logits, z, log_evidence
+
+
+def test_one_step_matches_numpy_bayes_rule():
+    rng = np.random.default_rng(0)
+    cell = MarkovLSTMCell(5, num_states=3, switch="predictive",
+                          output_switches=True)
+    cell.build((4, 2))
+    randomize(cell)
+    assert cell.switch_kernel is None  # the input enters as a density
+    x = rng.normal(size=(4, 2))
+    h = rng.normal(size=(4, 5)) * 0.5
+    c = rng.normal(size=(4, 5))
+    output, (h_new, c_new) = cell(
+        x.astype("float32"), [h.astype("float32"), c.astype("float32")],
+        training=False)
+    want_h, want_c, logits, z, log_evidence = numpy_predictive_step(
+        x, h, c, cell)
+    # Packed output: [h, logits, z, log p(x_t | past)].
+    assert cell.output_size == 5 + 3 + 3 + 1
+    np.testing.assert_allclose(output[:, :5], want_h, **TOL)
+    np.testing.assert_allclose(output[:, 5:8], logits, **TOL)
+    np.testing.assert_allclose(output[:, 8:11], z)
+    np.testing.assert_allclose(output[:, 11], log_evidence, **TOL)
+    np.testing.assert_allclose(h_new, want_h, **TOL)
+    np.testing.assert_allclose(c_new, want_c, **TOL)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_input_likelihood_loss_and_switches_over_a_sequence(masked):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 6, 2))
+    mask = np.ones((3, 6), bool)
+    if masked:
+        mask[0, 4:] = False
+        mask[2, 3:] = False
+    layer = MarkovLSTM(4, num_states=3, switch="predictive",
+                       input_likelihood_weight=0.7, return_switches=True,
+                       return_sequences=True)
+    layer.build(x.shape)
+    randomize(layer.cell, seed=2)
+    _, q_seq, z_seq = [np.asarray(a) for a in layer(
+        x.astype("float32"), mask=mask, training=False)]
+    h = np.zeros((3, 4))
+    c = np.zeros((3, 4))
+    log_evidences = []
+    for t in range(6):
+        h_new, c_new, logits, z, log_evidence = numpy_predictive_step(
+            x[:, t], h, c, layer.cell)
+        valid = mask[:, t]
+        np.testing.assert_allclose(
+            q_seq[valid, t], np.exp(logits - logsumexp(logits)[:, None])[
+                valid], **TOL)
+        np.testing.assert_allclose(z_seq[valid, t], z[valid])
+        # Masked steps carry the state over.
+        h = np.where(valid[:, None], h_new, h)
+        c = np.where(valid[:, None], c_new, c)
+        log_evidences.append(log_evidence)
+    log_evidences = np.stack(log_evidences, 1)
+    # The added loss: weight x the mean over valid steps of -log p(x_t|past).
+    want = -0.7 * log_evidences[mask].mean()
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(float(layer.losses[0]), want, **TOL)
+
+
+def test_one_state_predictive_is_still_an_ordinary_lstm():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    markov = MarkovLSTM(4, num_states=1, switch="predictive",
+                        input_likelihood_weight=1.0, return_sequences=True)
+    markov.build(x.shape)
+    lstm = keras.layers.LSTM(4, return_sequences=True)
+    lstm.build(x.shape)
+    lstm.set_weights(markov.cell.lstm_weights(0))
+    np.testing.assert_allclose(markov(x, training=True), lstm(x), **TOL)
+
+
+def test_input_likelihood_trains_the_predictive_densities():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 5, 2)).astype("float32")
+    layer = MarkovLSTM(3, num_states=2, switch="predictive",
+                       input_likelihood_weight=1.0, seed=0)
+    layer.build(x.shape)
+    with tf.GradientTape() as tape:
+        layer(x, training=True)
+        loss = layer.losses[0]
+    cell = layer.cell
+    weights = [cell.switch_mean_kernel, cell.switch_mean_bias,
+               cell.switch_log_scale, cell.switch_recurrent_kernel,
+               cell.recurrent_kernel]
+    for weight, grad in zip(weights, tape.gradient(loss, weights)):
+        assert grad is not None and np.any(np.abs(grad) > 0), weight.name
+
+
+def test_predictive_layer_saves_and_loads(tmp_path):
+    x = np.random.default_rng(5).normal(size=(2, 4, 3)).astype("float32")
+    inputs = keras.Input((None, 3))
+    h, q, z = MarkovLSTM(4, num_states=2, switch="predictive",
+                         input_likelihood_weight=0.5, return_switches=True,
+                         seed=1)(inputs)
+    model = keras.Model(inputs, [h, q])
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    layer = loaded.layers[1]
+    assert layer.cell.switch == "predictive"
+    assert layer.input_likelihood_weight == 0.5
+    for got, want in zip(loaded(x), model(x)):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(switch="bayes"), "switch"),
+    (dict(input_likelihood_weight=1.0), "switch='predictive'"),
+    (dict(switch="predictive", input_likelihood_weight=-1.0),
+     "input_likelihood_weight"),
+])
+def test_bad_predictive_arguments_fail_clearly(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        MarkovLSTM(4, **kwargs)
