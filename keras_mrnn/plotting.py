@@ -5,6 +5,8 @@ object-oriented API (no `pyplot` state is touched, so it works under any
 backend, including the headless `Agg`); save it with `fig.savefig(path)`.
 
 - `plot_switches`: `q_z(t)` and `z(t)` of a Markov LSTM as K x T heatmaps.
+- `plot_regimes`: one sequence with its true regimes above `q_z(t)` and
+  `z(t)` (and a reference posterior, e.g. a Bayes filter's).
 - `state_usage` / `plot_state_usage`: how often each of the K LSTMs is
   chosen, overall and per class.
 - `plot_predictions`: expected against predicted series.
@@ -140,6 +142,90 @@ def plot_switches(q, z, inputs=None, titles=None, figsize=None):
     for ax in axes[-1]:
         ax.set_xlabel("time step t")
     fig.colorbar(image, ax=axes, shrink=0.8, label="probability")
+    return fig
+
+
+def plot_regimes(inputs, regimes, q, z=None, reference=None,
+                 reference_name="Bayes filter", title=None, figsize=None):
+    """Draws one sequence, its true regimes, and the switches above each other.
+
+    Panels, sharing the time axis: the input series on a background coloured
+    by the true regime, the true regime as a one-hot `K x T` map, then
+    `reference` (e.g. the Bayes filter's `p(s_t | x_0..t)`), `q_z(t)` and
+    `z(t)` when given. A model numbers its states as it likes: reorder them
+    (`q[:, order]`) to line them up with the true regimes before drawing.
+
+    Args:
+        inputs: The series, `(time,)` or `(time, 1)`.
+        regimes: Integer true regimes, `(time,)`, in `[0, K)`.
+        q: Switch probabilities `(time, K)`.
+        z: Optional switches `(time, K)`.
+        reference: Optional regime probabilities `(time, K)`.
+        reference_name: Label of the `reference` panel.
+        title: Optional title of the figure.
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+    >>> x, regimes = process.sample(1, 200, seed=0)
+    >>> fig = keras_mrnn.plotting.plot_regimes(
+    ...     x[0], regimes[0], q=process.filter(x)[0])
+    >>> fig.savefig("regimes.png")
+    """
+    inputs = _array("inputs", inputs, (1, 2)).reshape(-1)
+    steps = inputs.size
+    q = _array("q", q, (2,))
+    regimes = np.asarray(regimes)
+    if regimes.shape != (steps,) or not np.issubdtype(
+        regimes.dtype, np.integer
+    ) or regimes.min() < 0:
+        raise ValueError(
+            f"Argument `regimes` must be {steps} non-negative integers, one "
+            f"per step of `inputs`. Received: regimes with shape "
+            f"{regimes.shape} and dtype {regimes.dtype}."
+        )
+    panels = [("true regime", np.eye(int(regimes.max()) + 1)[regimes])]
+    for name, values in ((reference_name, reference), ("$q_z(t)$", q),
+                         ("$z(t)$", z)):
+        if values is None:
+            continue
+        if values is not q:
+            values = _array(name, values, (2,))
+        if values.shape[0] != steps:
+            raise ValueError(
+                f"The {name} panel must have {steps} steps, one per step of "
+                f"`inputs`. Received shape {values.shape}."
+            )
+        panels.append((name, values))
+    if figsize is None:
+        figsize = (10.0, 1.8 + 0.3 * sum(p.shape[1] for _, p in panels))
+    fig = Figure(figsize=figsize, layout="constrained")
+    ratios = [3] + [max(p.shape[1], 2) for _, p in panels]
+    axes = fig.subplots(len(ratios), 1, sharex=True,
+                        gridspec_kw={"height_ratios": ratios})
+    colours = [f"C{k % 10}" for k in range(panels[0][1].shape[1])]
+    # Shade each run of one regime behind the series.
+    changes = np.flatnonzero(np.diff(regimes)) + 1
+    for start, stop in zip(np.r_[0, changes], np.r_[changes, steps]):
+        axes[0].axvspan(start - 0.5, stop - 0.5, color=colours[regimes[start]],
+                        alpha=0.15, lw=0)
+    axes[0].plot(np.arange(steps), inputs, lw=1, color="k")
+    axes[0].set_ylabel("input")
+    axes[0].set_xlim(-0.5, steps - 0.5)
+    image = None
+    for ax, (name, values) in zip(axes[1:], panels):
+        image = ax.imshow(values.T, aspect="auto", cmap="viridis", vmin=0.0,
+                          vmax=1.0, interpolation="nearest", origin="lower")
+        ax.set_yticks(range(values.shape[1]))
+        ax.set_ylabel(name, fontsize=9)
+    axes[-1].set_xlabel("time step t")
+    fig.colorbar(image, ax=list(axes[1:]), shrink=0.8, label="probability")
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -130,3 +130,29 @@ def test_plot_history():
     assert [ax.get_title() for ax in fig.axes] == ["loss"]
     with pytest.raises(TypeError, match="history"):
         plotting.plot_history([])
+
+
+def test_plot_regimes_panels_and_shading(tmp_path):
+    q, z = _switches(samples=1, steps=30, k=3)
+    regimes = np.repeat([0, 2, 1], 10)
+    fig = plotting.plot_regimes(np.arange(30.0), regimes, q[0], z=z[0],
+                                reference=q[0], title="t")
+    # Input, true regime, reference, q, z, and the colour bar.
+    assert len(fig.axes) == 6
+    # One shaded span per run of a regime behind the input.
+    assert len(fig.axes[0].patches) == 3
+    image = fig.axes[1].images[0].get_array()
+    np.testing.assert_array_equal(np.asarray(image).argmax(0), regimes)
+    fig.savefig(tmp_path / "regimes.png")
+    fig = plotting.plot_regimes(np.zeros((30, 1)), regimes, q[0])
+    assert len(fig.axes) == 4
+
+
+def test_plot_regimes_bad_input():
+    q, _ = _switches(samples=1, steps=10, k=2)
+    with pytest.raises(ValueError, match="regimes"):
+        plotting.plot_regimes(np.zeros(10), np.zeros(9, int), q[0])
+    with pytest.raises(ValueError, match="regimes"):
+        plotting.plot_regimes(np.zeros(10), np.full(10, 0.5), q[0])
+    with pytest.raises(ValueError, match="10 steps"):
+        plotting.plot_regimes(np.zeros(10), np.zeros(10, int), q[0, :5])
