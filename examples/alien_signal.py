@@ -78,10 +78,13 @@ parser.add_argument("--temperature-rate", type=float, default=0.1,
                          " min).")
 parser.add_argument("--temperature-min", type=float, default=0.1,
                     help="Floor of the temperature schedule.")
-parser.add_argument("--straight-through", action="store_true",
+parser.add_argument("--straight-through",
+                    action=argparse.BooleanOptionalAction, default=True,
                     help="Train with hard one-hot switches (straight-through "
-                         "Gumbel-softmax), so that training and the argmax "
-                         "switch at test time run the same model.")
+                         "Gumbel-softmax, the library's default), so that "
+                         "training and the argmax switch at test time run "
+                         "the same model; --no-straight-through trains with "
+                         "the reference's soft switch.")
 parser.add_argument("--inference-switch",
                     choices=["argmax", "expected", "sample"], default="argmax",
                     help="Switch at test time: one-hot of the most probable "

@@ -105,10 +105,13 @@ parser.add_argument("--temperature-min", type=float, default=0.1,
 parser.add_argument("--switch-layer", type=int, default=-1,
                     help="Which recurrent layer's switches to draw "
                          "(Python index; default: the last).")
-parser.add_argument("--straight-through", action="store_true",
+parser.add_argument("--straight-through",
+                    action=argparse.BooleanOptionalAction, default=True,
                     help="Train with hard one-hot switches (straight-through "
-                         "Gumbel-softmax), so that training and the argmax "
-                         "switch at test time run the same model.")
+                         "Gumbel-softmax, the library's default), so that "
+                         "training and the argmax switch at test time run "
+                         "the same model; --no-straight-through trains with "
+                         "the reference's soft switch.")
 parser.add_argument("--inference-switch",
                     choices=["argmax", "expected", "sample"], default="argmax",
                     help="Switch at test time: one-hot of the most probable "

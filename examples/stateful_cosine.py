@@ -75,6 +75,11 @@ parser.add_argument("--temperature-rate", type=float, default=0.1,
                          " min).")
 parser.add_argument("--temperature-min", type=float, default=0.1,
                     help="Floor of the temperature schedule.")
+parser.add_argument("--straight-through",
+                    action=argparse.BooleanOptionalAction, default=True,
+                    help="Train the Markov LSTM with hard one-hot switches "
+                         "(the library's default); --no-straight-through: "
+                         "the reference's soft switch.")
 parser.add_argument("--latent-dim", type=int, default=8,
                     help="Latent size of the VRNN (vrnn).")
 parser.add_argument("--contiguous-streams", action="store_true",
@@ -137,7 +142,9 @@ if args.cell == "markov":
         h = keras.layers.RNN(
             keras_mrnn.MarkovLSTMCell(
                 args.units, num_states=args.num_states,
-                temperature=args.temperature, seed=args.seed + index,
+                temperature=args.temperature,
+                straight_through=args.straight_through,
+                seed=args.seed + index,
             ),
             stateful=True,
             return_sequences=index == 0,

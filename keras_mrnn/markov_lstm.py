@@ -53,9 +53,14 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             It lives in a non-trainable variable (saved with the model) that
             `callbacks.GumbelTemperatureScheduler` or the `temperature`
             property can change while a compiled model trains.
-        straight_through: If `True`, the training switch is the one-hot of
-            the Gumbel-softmax sample in the forward pass with the gradient of
-            the soft sample (straight-through estimator).
+        straight_through: If `True` (default), the training switch is the
+            one-hot of the Gumbel-softmax sample in the forward pass with the
+            gradient of the soft sample (straight-through estimator), so
+            training runs the same one-LSTM-at-a-time model as the default
+            argmax inference. `False` trains with the relaxed (soft) sample,
+            as the reference does: the K LSTMs are then blended while
+            training, and the argmax switch at test time runs a different
+            model (see the README, "Choosing the switch").
         inference_switch: Switch used when `training` is false: `"argmax"`
             (default, one-hot of the most probable LSTM), `"sample"` (a hard
             sample from `q_t`) or `"expected"` (the soft mix `q_t` itself).
@@ -128,7 +133,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         units,
         num_states=4,
         temperature=1.0,
-        straight_through=False,
+        straight_through=True,
         inference_switch="argmax",
         markov_transition=False,
         switch="linear",

@@ -37,10 +37,12 @@ def build(kind, batch_size=None):
         model = keras.Model(inputs, outputs)
         model.compile(keras.optimizers.SGD(0.05))
         return model
-    # A high temperature makes the Gumbel-softmax switch nearly uniform,
-    # so the different noise draws of 1 and 2 replicas barely matter.
+    # A high temperature makes the soft Gumbel-softmax switch nearly
+    # uniform, so the different noise draws of 1 and 2 replicas barely
+    # matter (hard straight-through draws would).
     h = keras_mrnn.MarkovLSTM(
-        8, num_states=3, temperature=100.0, seed=2, stateful=stateful
+        8, num_states=3, temperature=100.0, straight_through=False, seed=2,
+        stateful=stateful,
     )(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1)(h))
     model.compile(keras.optimizers.SGD(0.05), "mse")

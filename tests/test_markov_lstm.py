@@ -150,7 +150,7 @@ def test_layer_switch_outputs_match_numpy_over_a_sequence():
 def test_training_switches_are_soft_samples_on_the_simplex():
     x = np.random.default_rng(5).normal(size=(16, 10, 3)).astype("float32")
     layer = MarkovLSTM(4, num_states=5, temperature=1.0, seed=3,
-                       return_switches=True)
+                       straight_through=False, return_switches=True)
     _, q, z = layer(x, training=True)
     z = z.numpy()
     assert np.all(z >= 0)
@@ -363,7 +363,8 @@ def test_dropout_only_in_training():
 # -------------------------------------------------------- temperature
 def test_temperature_is_read_by_a_compiled_step():
     x = np.random.default_rng(18).normal(size=(32, 8, 3)).astype("float32")
-    layer = MarkovLSTM(4, num_states=4, seed=0, return_switches=True)
+    layer = MarkovLSTM(4, num_states=4, seed=0, return_switches=True,
+                       straight_through=False)
     layer.build(x.shape)
 
     @tf.function(jit_compile=True)

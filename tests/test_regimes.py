@@ -15,7 +15,8 @@ PROCESS = datasets.MarkovSwitchingAR()
 
 
 def normal_log_pdf(x, mean, scale):
-    return -0.5 * ((x - mean) / scale) ** 2 - np.log(scale * np.sqrt(2 * np.pi))
+    return (-0.5 * ((x - mean) / scale) ** 2
+            - np.log(scale * np.sqrt(2 * np.pi)))
 
 
 # ------------------------------------------------------------------ sample
