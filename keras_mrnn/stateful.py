@@ -27,6 +27,7 @@ run whose loss became non-finite.
 """
 
 import contextlib
+import re
 import warnings
 
 import keras
@@ -65,12 +66,20 @@ def check_stateful_batch_size(layer, sequences):
     - A dynamic one (the batch dimension of the `tf.data` pipeline inside
       `fit`, `evaluate` and `predict`) by a graph assertion whose message
       names the layer and both sizes: `tf.errors.InvalidArgumentError`.
-    - In an XLA-compiled step (`jit_compile=True`) XLA drops `Assert` ops,
-      so the check is a `tf.ensure_shape`, which XLA evaluates when it
-      compiles the step for the batch's concrete shape. The error is then a
-      `tf.errors.InvalidArgumentError` that reads `Shape of tensor
-      .../stateful_batch_size_must_be_<B> [<b>,...] is not compatible with
-      expected shape [<B>,...]`.
+    - In an XLA-compiled step (`jit_compile=True`, Keras's default on a
+      GPU) XLA drops `Assert` ops, and Keras traces the step once with an
+      unknown batch size, so no Python check can see the size. The check is
+      then a `tf.ensure_shape`, which XLA evaluates when it compiles the
+      step for the batch's concrete shape, on a tensor whose name spells
+      the message (op names allow no spaces). The error is a
+      `tf.errors.InvalidArgumentError` whose first line reads (layer
+      `markov_lstm`, batch size 4, a batch of 1 of 7 steps of 3 features):
+      `Shape of tensor Layer_markov_lstm_is_stateful_with_batch_size_4-
+      every_batch_must_have_4_samples-make_the_number_of_samples_a_multiple
+      _of_4_with_keras_mrnn.stateful.make_stateful_batches_or_batch_a_tf.data
+      _pipeline_with_drop_remainder-received_batch_shape [1,7,3] is not
+      compatible with expected shape [4,?,?].` (one word, wrapped here),
+      followed by TensorFlow's trace of where the op was defined.
 
     Args:
         layer: A stateful `keras.layers.RNN` (its states must exist).
@@ -99,6 +108,7 @@ def check_stateful_batch_size(layer, sequences):
         "(keras_mrnn.stateful.make_stateful_batches) or batch a tf.data "
         "pipeline with drop_remainder=True."
     )
+    replicas = 1
     if tf.distribute.has_strategy():
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
@@ -120,13 +130,17 @@ def check_stateful_batch_size(layer, sequences):
     sequences = tf.convert_to_tensor(sequences)
     rank = len(sequences.shape)
     static_shape = (expected,) + (None,) * (rank - 1)
-    name = f"stateful_batch_size_must_be_{expected}"
     xla = _in_xla_context()
     if xla:
         # XLA compiles Assert to a no-op; EnsureShape is checked when the
-        # step is compiled for the concrete shape of the batch.
-        sequences = tf.identity(sequences, name=name)
+        # step is compiled for the concrete shape of the batch, and its
+        # error quotes the name of the checked tensor: that name is the
+        # message. At the root name scope, so that it leads the line.
+        name = _xla_message(layer.name, expected, replicas)
+        with tf.compat.v1.get_default_graph().name_scope(""):
+            sequences = tf.identity(sequences, name=name)
         return tf.ensure_shape(sequences, static_shape)
+    name = f"stateful_batch_size_must_be_{expected}"
     check = tf.debugging.assert_equal(
         tf.shape(sequences)[0], expected, message=message
     )
@@ -137,6 +151,25 @@ def check_stateful_batch_size(layer, sequences):
         # EnsureShape before the Assert, so its terser message can win.)
         sequences = tf.ensure_shape(sequences, static_shape)
     return sequences
+
+
+def _xla_message(layer_name, expected, replicas):
+    """The guard's message spelled as a TensorFlow op name (see
+    `check_stateful_batch_size`): letters, digits and `_.-` only."""
+    layer_name = re.sub(r"[^A-Za-z0-9_.-]", "_", layer_name)
+    words = (
+        f"Layer_{layer_name}_is_stateful_with_batch_size_{expected}"
+        f"-every_batch_must_have_{expected}_samples"
+        f"-make_the_number_of_samples_a_multiple_of_{expected}"
+        "_with_keras_mrnn.stateful.make_stateful_batches"
+        "_or_batch_a_tf.data_pipeline_with_drop_remainder"
+    )
+    if replicas > 1:
+        words += (
+            f"-with_{replicas}_replicas_declare_the_per-replica_batch_size"
+            f"_and_fit_with_{replicas}_times_it"
+        )
+    return words + "-received_batch_shape"
 
 
 def iter_layers(model):

@@ -218,10 +218,21 @@ def test_last_batch_of_one_is_an_error_not_corrupted_states(
     broadcasts the batch of 1 over the 4 state rows without an error; the
     guard must stop fit, evaluate and predict, leaving the states (and
     weights) as the 2 good batches left them. Without XLA the Assert's
-    message names the layer; under XLA (which drops Assert ops) the named
-    EnsureShape does."""
-    words = ("stateful_batch_size_must_be_4" if jit_compile
-             else "stateful with batch size 4")
+    message names the layer and both sizes; under XLA (which drops Assert
+    ops) the EnsureShape's message does, through the name of the checked
+    tensor and the shape of the batch received (1 sample of 5 steps of 2
+    features)."""
+    if jit_compile:
+        words = (
+            rf"Shape of tensor Layer_{kind}\w*_is_stateful_with_batch_size_4"
+            r"-every_batch_must_have_4_samples-.*make_stateful_batches.*"
+            r"drop_remainder-received_batch_shape \[1,5,2\] is not "
+            r"compatible with expected shape \[4,"
+        )
+    else:
+        # (TensorFlow escapes the quotes around the layer's name.)
+        words = (rf"Layer .{{1,2}}{kind}\w*.{{1,2}} is stateful with batch "
+                 r"size 4.*make_stateful_batches")
     x, y = data(9)
     model = make_model(kind, jit_compile=jit_compile)
     for call in calls:
