@@ -80,6 +80,11 @@ parser.add_argument("--straight-through",
                     help="Train the Markov LSTM with hard one-hot switches "
                          "(the library's default); --no-straight-through: "
                          "the reference's soft switch.")
+parser.add_argument("--inference-switch",
+                    choices=["argmax", "expected", "sample"], default="argmax",
+                    help="Markov LSTM switch at prediction time: one-hot of "
+                         "the most probable LSTM, the soft mix q_z(t), or a "
+                         "sample.")
 parser.add_argument("--latent-dim", type=int, default=8,
                     help="Latent size of the VRNN (vrnn).")
 parser.add_argument("--contiguous-streams", action="store_true",
@@ -144,6 +149,7 @@ if args.cell == "markov":
                 args.units, num_states=args.num_states,
                 temperature=args.temperature,
                 straight_through=args.straight_through,
+                inference_switch=args.inference_switch,
                 seed=args.seed + index,
             ),
             stateful=True,

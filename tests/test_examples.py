@@ -72,7 +72,7 @@ def check_outputs(output_dir, pngs):
 
 @pytest.mark.parametrize("name", [
     "stateful_cosine.py", "mnist_sequence.py", "alien_signal.py",
-    "vrnn_mnist.py",
+    "vrnn_mnist.py", "regime_switching.py",
 ])
 def test_help(name):
     # Answers without importing TensorFlow, so at once.
@@ -135,6 +135,22 @@ def test_alien_signal_lstm_baseline_quick(tmp_path):
     assert metrics["cell"] == "lstm" and "state_usage" not in metrics
     # --quick: LSTM(16) on 1 feature, then Dense(1).
     assert metrics["parameters"] == lstm_parameters(1, 16) + 17
+
+
+def test_regime_switching_quick(tmp_path):
+    out = run_example("regime_switching.py", "--quick", "--output-dir",
+                      str(tmp_path))
+    assert "Device:" in out and "Bayes filter" in out
+    metrics = check_outputs(tmp_path, ["regimes.png", "history.png"])
+    # Both models, and the Bayes ceiling computed on the same test set.
+    for name in ("markov", "lstm", "bayes"):
+        assert metrics[name]["mse"] > 0.0
+    for name in ("markov", "bayes"):
+        assert 0.0 <= metrics[name]["nmi"] <= 1.0
+    assert metrics["markov"]["parameters"] > metrics["lstm"]["parameters"]
+    # --quick: 50 held-out sequences of 40 steps in the confusion counts.
+    assert sum(map(sum, metrics["confusion"])) == 50 * 40
+    assert os.path.getsize(os.path.join(tmp_path, "lstm.keras")) > 1000
 
 
 def test_stateful_cosine_quick(tmp_path):
