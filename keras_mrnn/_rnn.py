@@ -2,17 +2,26 @@
 
 The layers run their cell in the loop that `keras.layers.RNN` runs (with the
 inputs of all steps projected before the loop under XLA), and add what it
-lacks: the guard on stateful batch sizes, and packed per-step outputs that
+lacks: the guard on stateful batch sizes, packed per-step outputs that
 subclasses split after the loop in `_unpack`, where losses can be added
-(`add_loss` inside the loop fails, see docs/KERAS_NOTES.md).
+(`add_loss` inside the loop fails, see docs/KERAS_NOTES.md), and the option
+of compiling the loop alone with XLA (`loop_jit_compile`).
 """
 
 import numpy as np
+import tensorflow as tf
 from keras import ops
 from keras import tree
 # `backend.rnn` is the loop that `keras.layers.RNN` itself runs; it is not
 # exported under `keras.*`, so we take it from the same place Keras does.
 from keras.src import backend
+from keras.src.backend.common.stateless_scope import in_stateless_scope
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+# Private TF API (stable since TF 2.0): the compiled loop's forward pass must
+# run unrecorded by gradient tapes, and `tf.GradientTape.stop_recording`
+# needs the tape object, which a layer does not have.
+from tensorflow.python.eager import record as _record
 
 from keras_mrnn import stateful as stateful_lib
 
@@ -38,9 +47,178 @@ class SteppedRNN:
     """Mixin for subclasses of `keras.layers.RNN` whose cell is a
     `SteppedCell`. Subclasses implement `_unpack(last_output, outputs, mask,
     training)` returning a list of output tensors, and `_needs_all_outputs`.
+
+    It takes one constructor argument of its own, which subclasses pass on
+    through `**kwargs` (and which `get_config` saves):
+
+    Args:
+        loop_jit_compile: `"auto"` (default), `True` or `False`: whether to
+            compile the layer's recurrent loop alone with XLA, in a
+            `tf.function(jit_compile=True)`. Where the model step is already
+            XLA-compiled (`model.compile(jit_compile=True)`, or Keras's
+            default `"auto"` on a GPU outside a `tf.distribute` strategy)
+            the loop is never compiled separately. `"auto"` compiles it when
+            TensorFlow sees a GPU and the layer is called inside a
+            `tf.function` (in `fit`, `evaluate`, `predict`, or one of your
+            own, also in a `tf.distribute` replica), not in eager calls,
+            where each new input shape would pay a compilation and Python
+            debugging would be lost. `True` compiles it in every call not
+            already under XLA, eager ones too; `False` never. On a GPU the
+            uncompiled loop launches a few small kernels per op and step
+            (8-32x the time of cuDNN's LSTM for `MarkovLSTM`, see the
+            README); on a CPU it measured about as fast as the compiled one.
     """
 
     _needs_all_outputs = False
+
+    def __init__(self, *args, loop_jit_compile="auto", **kwargs):
+        if not (
+            isinstance(loop_jit_compile, bool)
+            or (isinstance(loop_jit_compile, str)
+                and loop_jit_compile == "auto")
+        ):
+            raise ValueError(
+                "Argument `loop_jit_compile` must be 'auto', True or False. "
+                f"Received: loop_jit_compile={loop_jit_compile!r}."
+            )
+        self.loop_jit_compile = loop_jit_compile
+        super().__init__(*args, **kwargs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "loop_jit_compile": self.loop_jit_compile,
+        }
+
+    def _compiles_loop(self):
+        """Whether this call runs its loop in an XLA-compiled function."""
+        if self.loop_jit_compile is False:
+            return False
+        # Keras's shape inference (symbolic calls) and stateless calls
+        # record variable updates instead of running them: a compiled
+        # function would trap those records inside its own graph.
+        if in_symbolic_scope() or in_stateless_scope():
+            return False
+        # Already inside an XLA program: compiling again would only nest it.
+        if stateful_lib._in_xla_context() is not False:
+            return False
+        if self.loop_jit_compile == "auto":
+            return not tf.executing_eagerly() and bool(
+                tf.config.list_logical_devices("GPU")
+            )
+        return True
+
+    def _cached_function(self, key, factory):
+        """A `tf.function` made once per layer and key.
+
+        Kept in `__dict__`, outside Keras's attribute tracking, so that it
+        is neither saved nor exported.
+        """
+        cache = self.__dict__.setdefault("_compiled_loop_cache", {})
+        if key not in cache:
+            cache[key] = factory()
+        return cache[key]
+
+    def _compiled_loop(self, sequences, initial_state, mask, training):
+        """`_run_loop` compiled with XLA, with a gradient that recomputes it.
+
+        Differentiating a compiled while loop directly fails in TensorFlow
+        ("TensorList crossing the XLA/TF boundary": the forward function
+        would hand its per-step accumulators to the backward one). So the
+        forward runs unrecorded, and the backward, compiled too, runs the
+        loop again under its own tape from the same random state (the
+        cell's non-trainable variables, seed generators included, are set
+        back for it and restored after): in training the loop's forward
+        pass runs twice. Every tensor that changes between calls is an
+        argument of the compiled functions (a captured eager tensor would be
+        frozen into the first trace); weights and the seed generators'
+        states are variables, read and updated by reference.
+        """
+        forward = self._cached_function(
+            "forward",
+            lambda: tf.function(
+                self._run_loop, jit_compile=True, autograph=False
+            ),
+        )
+        # The backward pass is traced later, outside the layer's call: it
+        # must read the weights in the dtype the forward pass read them in
+        # (float16 under a mixed policy).
+        scope = backend.get_autocast_scope()
+        autocast = None if scope is None else scope.dtype
+        # Read before the forward pass advances the seed generators.
+        snapshot_variables = list(self.cell.non_trainable_variables)
+        snapshot = [tf.convert_to_tensor(v) for v in snapshot_variables]
+        sequences = ops.convert_to_tensor(sequences)
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask)
+
+        @tf.custom_gradient
+        def loop(sequences, *initial_state):
+            # Tapes and `custom_gradient` learn which weights the loop uses
+            # by watching them being read; the unrecorded call below does
+            # not tell them (once traced), so read them here.
+            for variable in self.cell.trainable_variables:
+                tf.convert_to_tensor(variable)
+            with _record.stop_recording():
+                last_output, outputs, states = forward(
+                    sequences, list(initial_state), mask, training
+                )
+            results = [last_output, outputs, *states]
+
+            def grad(*result_grads, variables=None):
+                variables = list(variables or [])
+                backward = self._cached_function(
+                    ("backward", autocast) + tuple(id(v) for v in variables),
+                    lambda: tf.function(
+                        self._loop_gradient(
+                            snapshot_variables, variables, autocast
+                        ),
+                        jit_compile=True, autograph=False,
+                    ),
+                )
+                result_grads = [
+                    ops.zeros_like(r) if g is None else g
+                    for r, g in zip(results, result_grads)
+                ]
+                input_grads, variable_grads = backward(
+                    sequences, list(initial_state), mask, training, snapshot,
+                    result_grads,
+                )
+                if variables:
+                    return input_grads, variable_grads
+                return input_grads
+
+            return results, grad
+
+        results = loop(sequences, *initial_state)
+        return results[0], results[1], list(results[2:])
+
+    def _loop_gradient(self, snapshot_variables, variables, autocast):
+        """The backward pass of `_compiled_loop`, to be compiled."""
+
+        def gradient(sequences, initial_state, mask, training, snapshot,
+                     result_grads):
+            current = [tf.convert_to_tensor(v) for v in snapshot_variables]
+            for variable, value in zip(snapshot_variables, snapshot):
+                variable.assign(value)
+            with tf.GradientTape() as tape, backend.AutocastScope(autocast):
+                tape.watch(sequences)
+                tape.watch(initial_state)
+                last_output, outputs, states = self._run_loop(
+                    sequences, initial_state, mask, training
+                )
+            grads = tape.gradient(
+                [last_output, outputs, *states],
+                [sequences, *initial_state, *variables],
+                output_gradients=result_grads,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            for variable, value in zip(snapshot_variables, current):
+                variable.assign(value)
+            count = 1 + len(initial_state)
+            return grads[:count], grads[count:]
+
+        return gradient
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if self.unroll and sequences.shape[1] is None:
@@ -56,6 +234,8 @@ class SteppedRNN:
                     batch_size=ops.shape(sequences)[0]
                 )
         if self.stateful:
+            # Outside the compiled loop, whose call waits for the check:
+            # its plain Assert keeps the message that names the layer.
             sequences = stateful_lib.check_stateful_batch_size(self, sequences)
         if not tree.is_nested(initial_state):
             initial_state = [initial_state]
@@ -64,9 +244,43 @@ class SteppedRNN:
             for s in tree.flatten(initial_state)
         ]
 
+        run_loop = self._run_loop
+        if self._compiles_loop():
+            run_loop = self._compiled_loop
+        last_output, outputs, states = run_loop(
+            sequences, initial_state, mask, training
+        )
+
+        # Variable updates and losses stay outside the compiled loop: the
+        # states of a stateful layer are assigned here, and `_unpack` may
+        # call `add_loss`, whose tensor must live in the caller's graph.
+        if self.stateful:
+            for variable, state in zip(tree.flatten(self.states), states):
+                variable.assign(ops.cast(state, variable.dtype))
+
+        results = self._unpack(last_output, outputs, mask, training)
+        states = [ops.cast(s, self.compute_dtype) for s in states]
+        if self.return_state:
+            return (*results, *states)
+        if len(results) == 1:
+            return results[0]
+        return tuple(results)
+
+    def _run_loop(self, sequences, initial_state, mask, training):
+        """Runs the cell over the sequences: `(last_output, outputs,
+        states)`, outputs batch-major. Traced alone when the loop is
+        compiled (see `_compiled_loop`)."""
         self._maybe_config_dropout_masks(
             self.cell, sequences[:, 0, :], initial_state
         )
+        try:
+            return self._loop(sequences, list(initial_state), mask, training)
+        finally:
+            # Also when tracing fails: masks left on the cell would belong
+            # to a dead graph.
+            self._maybe_reset_dropout_masks(self.cell)
+
+    def _loop(self, sequences, initial_state, mask, training):
         # Without XLA each step projects its own inputs (`cell.call`:
         # `project_inputs`, then `step`): TensorFlow's executor runs that
         # matmul beside the recurrent chain, and no wide projected sequence
@@ -111,19 +325,7 @@ class SteppedRNN:
         )
         if time_major:
             outputs = ops.transpose(outputs, (1, 0, 2))
-        self._maybe_reset_dropout_masks(self.cell)
-
-        if self.stateful:
-            for variable, state in zip(tree.flatten(self.states), states):
-                variable.assign(ops.cast(state, variable.dtype))
-
-        results = self._unpack(last_output, outputs, mask, training)
-        states = [ops.cast(s, self.compute_dtype) for s in states]
-        if self.return_state:
-            return (*results, *states)
-        if len(results) == 1:
-            return results[0]
-        return tuple(results)
+        return last_output, outputs, list(states)
 
     def _project_before_loop(self, sequences, training):
         """Projects the inputs of all steps at once, for the loop.
