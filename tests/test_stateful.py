@@ -279,7 +279,7 @@ def test_static_batch_of_a_dataset_is_checked_at_trace_time():
 
 # ----------------------------------- state carrying, end to end
 @pytest.mark.parametrize("kind", KINDS)
-def test_stateful_windows_equal_one_pass_over_each_stream(kind):
+def test_stateful_windows_equal_one_pass_over_each_stream(kind, kernel_tol):
     """make_stateful_batches + a stateful predict + merge_stateful_batches
     give, for each of the B streams, the outputs of a non-stateful layer
     with the same weights run over the whole stream at once (inference:
@@ -303,8 +303,11 @@ def test_stateful_windows_equal_one_pass_over_each_stream(kind):
     whole.build(streams.shape)
     whole.set_weights(chunked.get_weights())
     expected = keras.ops.convert_to_numpy(whole(streams, training=False))
+    # predict is XLA-compiled on a GPU, the eager call is not: two kernel
+    # paths over 12 steps (6.7e-5 apart on an H100; conftest).
     np.testing.assert_allclose(
-        merged, expected.reshape(length, -1), rtol=1e-4, atol=1e-5
+        merged, expected.reshape(length, -1),
+        **kernel_tol(rtol=1e-4, atol=1e-5)
     )
 
 
