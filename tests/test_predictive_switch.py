@@ -3,9 +3,8 @@ likelihood loss, against the equations written out in NumPy (float64).
 
 float32 bounds: the NumPy references run in float64; the layer computes in
 float32 over a handful of steps with O(1) values, so 1e-4 (relative and
-absolute) covers its rounding on any device, TF32 matmuls aside: the
-fixture below turns TF32 off, as a GPU would otherwise round matmul inputs
-to 10 bits.
+absolute) covers its rounding on any device, TF32 matmuls aside (the
+autouse fixture of conftest.py turns TF32 off).
 """
 
 import math
@@ -18,14 +17,6 @@ import tensorflow as tf
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 
 TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-@pytest.fixture(autouse=True)
-def no_tf32():
-    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    yield
-    tf.config.experimental.enable_tensor_float_32_execution(enabled)
 
 
 def sigmoid(x):
