@@ -799,6 +799,22 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             shapes += [(batch, size) for size in self.cell.state_size]
         return shapes[0] if len(shapes) == 1 else tuple(shapes)
 
+    def compute_output_spec(self, sequences, initial_state=None, mask=None,
+                            training=False):
+        shapes = self.compute_output_shape(sequences.shape)
+        if not isinstance(shapes, tuple) or not isinstance(
+            shapes[0], tuple
+        ):
+            shapes = (shapes,)
+        # q and z are float32 whatever the compute dtype (mixed precision):
+        # the switch is computed in float32.
+        dtypes = [self.compute_dtype] * len(shapes)
+        if self.return_switches:
+            dtypes[1:3] = ["float32", "float32"]
+        specs = [keras.KerasTensor(shape, dtype=dtype)
+                 for shape, dtype in zip(shapes, dtypes)]
+        return specs[0] if len(specs) == 1 else specs
+
     def compute_mask(self, _, mask):
         if mask is not None:
             mask = tree.flatten(mask)[0]

@@ -628,3 +628,24 @@ def test_unit_forget_bias_sets_the_forget_block_like_keras():
     keras_cell.build((None, 2))
     np.testing.assert_allclose(cell.lstm_weights(1)[2],
                                keras_cell.bias.numpy())
+
+
+@pytest.mark.parametrize("return_state", [False, True])
+def test_symbolic_output_dtypes_match_eager_under_mixed_precision(
+        return_state):
+    # q and z are computed in float32; h and the states in float16.
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = MarkovLSTM(4, num_states=2, return_switches=True,
+                           return_state=return_state)
+        symbolic = layer(keras.Input((5, 3)))
+        eager = layer(np.zeros((2, 5, 3), "float32"))
+        got = [keras.backend.standardize_dtype(t.dtype) for t in symbolic]
+        want = [keras.backend.standardize_dtype(t.dtype) for t in eager]
+        assert got == want
+        assert got[:3] == ["float16", "float32", "float32"]
+        assert [tuple(t.shape)[1:] for t in symbolic] == [
+            tuple(t.shape)[1:] for t in eager]
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
