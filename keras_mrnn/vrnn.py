@@ -659,6 +659,11 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             chunks); needs a static batch size.
         unroll: If `True`, unroll the loop (short sequences only).
         zero_output_for_mask: Whether masked steps output zeros.
+        loop_jit_compile: `"auto"` (default), `True` or `False`: compile
+            the layer's own recurrent loop with XLA. `"auto"` does it on a
+            GPU, inside a `tf.function` (`fit`, `evaluate`, `predict`, also
+            under a `tf.distribute` strategy), when the model step is not
+            already XLA-compiled; see the README, "Running on a GPU".
         **kwargs: The other arguments of `VRNNCell` (`feature_units`,
             `hidden_units`, `activation`, `min_scale`, `inference_latent`,
             initializers, regularizers, `seed`) and of `keras.layers.Layer`.
