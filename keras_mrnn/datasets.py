@@ -328,8 +328,11 @@ class MarkovSwitchingAR:
                 "Argument `scales` must be positive. Received: "
                 f"scales={scales!r}."
             )
-        stay = check.positive_float("stay_probability", stay_probability)
-        if stay > 1:
+        try:
+            stay = float(stay_probability)
+        except (TypeError, ValueError):
+            stay = math.nan
+        if isinstance(stay_probability, bool) or not 0 < stay <= 1:
             raise ValueError(
                 "Argument `stay_probability` must be in (0, 1]. Received: "
                 f"stay_probability={stay_probability!r}."

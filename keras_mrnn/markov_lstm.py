@@ -31,19 +31,19 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
 
     At every step K LSTMs read the same input `x_t` and the same previous
     state `(h_{t-1}, c_{t-1})`. Switch logits computed from `(x_t, h_{t-1})`
-    give `q_t = softmax(logits_t)`; a switch `z_t` (a relaxed one-hot
-    Gumbel-softmax sample while training, `one_hot(argmax q_t)` at inference
-    by default) mixes the K candidate states:
+    give `q_t = softmax(logits_t)`; a switch `z_t` (a one-hot Gumbel-softmax
+    sample with the gradient of the relaxed one while training, by default,
+    and `one_hot(argmax q_t)` at inference) mixes the K candidate states:
     `h_t = sum_k z_t[k] h^k_t`, `c_t = sum_k z_t[k] c^k_t`. With
     `num_states=1` the cell is an ordinary LSTM.
 
     The K LSTMs share one fused kernel, so each step costs one matmul of
-    the recurrent state for all of them (the input matmul is done for all
-    steps at once by `MarkovLSTM`). The columns of `kernel`,
-    `recurrent_kernel` and `bias` are laid out as `[i | f | g | o]`, each
-    gate block holding the K LSTMs one after the other (`k * units + j`);
-    `lstm_weights(k)` returns the weights of LSTM `k` in the layout of
-    `keras.layers.LSTMCell`. The switch has its own `switch_kernel`,
+    the recurrent state for all of them (under XLA, `MarkovLSTM` does the
+    input matmul for all steps at once, before its loop). The columns of
+    `kernel`, `recurrent_kernel` and `bias` are laid out as
+    `[i | f | g | o]`, each gate block holding the K LSTMs one after the
+    other (`k * units + j`); `lstm_weights(k)` returns the weights of LSTM
+    `k` in the layout of `keras.layers.LSTMCell`. The switch has its own `switch_kernel`,
     `switch_recurrent_kernel` and `switch_bias`.
 
     Args:
@@ -609,8 +609,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
 
     A `keras.layers.RNN` over a `MarkovLSTMCell` that can return the switch
     probabilities `q_z(t)` and switches `z(t)`, adds the entropy regularizer
-    of the reference to the model's losses, and guards the batch size of
-    stateful models.
+    of the reference and the predictive switch's input likelihood to the
+    model's losses, and guards the batch size of stateful models.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -650,7 +650,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             under a `tf.distribute` strategy), when the model step is not
             already XLA-compiled; see the README, "Running on a GPU".
         **kwargs: The other arguments of `MarkovLSTMCell` (`straight_through`,
-            `inference_switch`, `markov_transition`, activations,
+            `inference_switch`, `markov_transition`, `switch`, activations,
             initializers, regularizers, constraints, `dropout`,
             `recurrent_dropout`, `seed`) and of `keras.layers.Layer`.
 

@@ -176,7 +176,13 @@ def plot_regimes(inputs, regimes, q, z=None, reference=None,
     ...     x[0], regimes[0], q=process.filter(x)[0])
     >>> fig.savefig("regimes.png")
     """
-    inputs = _array("inputs", inputs, (1, 2)).reshape(-1)
+    inputs = _array("inputs", inputs, (1, 2))
+    if inputs.ndim == 2 and inputs.shape[1] != 1:
+        raise ValueError(
+            "Argument `inputs` must be one series, of shape (time,) or "
+            f"(time, 1). Received: inputs with shape {inputs.shape}."
+        )
+    inputs = inputs.reshape(-1)
     steps = inputs.size
     q = _array("q", q, (2,))
     regimes = np.asarray(regimes)
@@ -189,18 +195,25 @@ def plot_regimes(inputs, regimes, q, z=None, reference=None,
             f"{regimes.shape} and dtype {regimes.dtype}."
         )
     panels = [("true regime", np.eye(int(regimes.max()) + 1)[regimes])]
-    for name, values in ((reference_name, reference), ("$q_z(t)$", q),
-                         ("$z(t)$", z)):
+    for argument, label, values in (
+        ("reference", reference_name, reference), ("q", "$q_z(t)$", q),
+        ("z", "$z(t)$", z),
+    ):
         if values is None:
             continue
         if values is not q:
-            values = _array(name, values, (2,))
-        if values.shape[0] != steps:
+            values = _array(argument, values, (2,))
+        if values.shape[0] != steps or (
+            argument == "z" and values.shape != q.shape
+        ):
             raise ValueError(
-                f"The {name} panel must have {steps} steps, one per step of "
-                f"`inputs`. Received shape {values.shape}."
+                f"Argument `{argument}` must have {steps} steps, one per "
+                f"step of `inputs`" + (
+                    f", and the shape of `q` {q.shape}" if argument == "z"
+                    else ""
+                ) + f". Received: {argument} with shape {values.shape}."
             )
-        panels.append((name, values))
+        panels.append((label, values))
     if figsize is None:
         figsize = (10.0, 1.8 + 0.3 * sum(p.shape[1] for _, p in panels))
     fig = Figure(figsize=figsize, layout="constrained")

@@ -154,5 +154,13 @@ def test_plot_regimes_bad_input():
         plotting.plot_regimes(np.zeros(10), np.zeros(9, int), q[0])
     with pytest.raises(ValueError, match="regimes"):
         plotting.plot_regimes(np.zeros(10), np.full(10, 0.5), q[0])
-    with pytest.raises(ValueError, match="10 steps"):
+    with pytest.raises(ValueError, match="`q` must have 10 steps"):
         plotting.plot_regimes(np.zeros(10), np.zeros(10, int), q[0, :5])
+    with pytest.raises(ValueError, match="`inputs` must be one series"):
+        plotting.plot_regimes(np.zeros((5, 2)), np.zeros(10, int), q[0])
+    with pytest.raises(ValueError, match="`z` must have 10 steps.*shape"):
+        plotting.plot_regimes(np.zeros(10), np.zeros(10, int), q[0],
+                              z=np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="`reference` must have 10 steps"):
+        plotting.plot_regimes(np.zeros(10), np.zeros(10, int), q[0],
+                              reference=np.zeros((9, 2)))
