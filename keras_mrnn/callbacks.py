@@ -54,8 +54,16 @@ class GumbelTemperatureScheduler(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=10, callbacks=[
+    >>> x = np.random.random((16, 10, 3)).astype("float32")
+    >>> y = np.random.random((16, 1)).astype("float32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((10, 3)), keras_mrnn.MarkovLSTM(4),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[
     ...     keras_mrnn.callbacks.GumbelTemperatureScheduler(5.0, 0.1, 0.1)])
+    >>> [round(t, 3) for t in history.history["temperature"]]
+    [5.0, 4.524]
     """
 
     def __init__(self, initial=5.0, rate=0.1, minimum=0.1, verbose=0):
@@ -129,8 +137,14 @@ class KLWarmup(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(x, epochs=20, callbacks=[
-    ...     keras_mrnn.callbacks.KLWarmup(10, unit="epoch")])
+    >>> x = np.random.random((16, 10, 3)).astype("float32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((10, 3)), keras_mrnn.VRNN(8, latent_dim=2)])
+    >>> model.compile("adam")
+    >>> history = model.fit(x, epochs=3, verbose=0, callbacks=[
+    ...     keras_mrnn.callbacks.KLWarmup(2, unit="epoch")])
+    >>> [round(w, 2) for w in history.history["kl_weight"]]
+    [0.0, 0.5, 1.0]
     """
 
     def __init__(self, duration, unit="epoch", initial=0.0, final=1.0,
@@ -224,10 +238,22 @@ class ResetStates(keras.callbacks.Callback):
 
     Example:
 
+    >>> series_x = np.random.random((800, 1)).astype("float32")
+    >>> series_y = np.random.random((800, 1)).astype("float32")
     >>> x, y = keras_mrnn.stateful.make_stateful_batches(
     ...     series_x, series_y, batch_size=4, window=50)
-    >>> model.fit(x, y, batch_size=4, shuffle=False, epochs=10,
-    ...           callbacks=[keras_mrnn.callbacks.ResetStates()])
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(4, 50, 1)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True, return_sequences=True),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(
+    ...     x, y, batch_size=4, shuffle=False, epochs=2, verbose=0,
+    ...     callbacks=[keras_mrnn.callbacks.ResetStates(verbose=1)])
+    <BLANKLINE>
+    ResetStates: states reset at the start of epoch 1.
+    <BLANKLINE>
+    ResetStates: states reset at the start of epoch 2.
     """
 
     def __init__(self, every_n_batches=None, verbose=0):
@@ -311,12 +337,25 @@ class StatefulEvaluation(keras.callbacks.Callback):
 
     Example:
 
+    >>> series_x = np.random.random((1200, 1)).astype("float32")
+    >>> series_y = np.random.random((1200, 1)).astype("float32")
+    >>> x, y = keras_mrnn.stateful.make_stateful_batches(
+    ...     series_x[:800], series_y[:800], batch_size=4, window=50)
     >>> x_val, y_val = keras_mrnn.stateful.make_stateful_batches(
-    ...     val_x, val_y, batch_size=4, window=50)
-    >>> model.fit(x, y, batch_size=4, shuffle=False, epochs=10, callbacks=[
-    ...     keras_mrnn.callbacks.StatefulEvaluation(x_val, y_val,
-    ...                                             batch_size=4),
-    ...     keras.callbacks.EarlyStopping("val_loss", patience=2)])
+    ...     series_x[800:], series_y[800:], batch_size=4, window=50)
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(4, 50, 1)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True, return_sequences=True),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(
+    ...     x, y, batch_size=4, shuffle=False, epochs=2, verbose=0,
+    ...     callbacks=[
+    ...         keras_mrnn.callbacks.StatefulEvaluation(x_val, y_val,
+    ...                                                 batch_size=4),
+    ...         keras.callbacks.EarlyStopping("val_loss", patience=2)])
+    >>> sorted(history.history)
+    ['loss', 'val_loss']
     """
 
     def __init__(self, x, y=None, batch_size=None, reset_states=True,

@@ -75,10 +75,13 @@ def plot_switches(q, z, inputs=None, titles=None, figsize=None):
 
     Example:
 
+    >>> x = np.random.random((3, 20, 1)).astype("float32")
     >>> layer = keras_mrnn.MarkovLSTM(8, num_states=4, return_switches=True)
-    >>> h, q, z = layer(x[:3])
-    >>> fig = keras_mrnn.plotting.plot_switches(q, z, inputs=x[:3])
+    >>> h, q, z = layer(x)
+    >>> fig = keras_mrnn.plotting.plot_switches(q, z, inputs=x)
     >>> fig.savefig("switches.png")
+    >>> len(fig.axes)  # 3 samples x (input, q, z), and the color bar
+    10
     """
     q = _array("q", q, (2, 3))
     z = _array("z", z, (2, 3))
@@ -312,8 +315,13 @@ def plot_state_usage(z, labels=None, class_names=None, columns=4,
 
     Example:
 
-    >>> fig = keras_mrnn.plotting.plot_state_usage(z, labels=y_test)
+    >>> x = np.random.random((10, 20, 1)).astype("float32")
+    >>> labels = np.array([0, 1] * 5)
+    >>> _, _, z = keras_mrnn.MarkovLSTM(8, return_switches=True)(x)
+    >>> fig = keras_mrnn.plotting.plot_state_usage(z, labels=labels)
     >>> fig.savefig("state_usage.png")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['0', '1', 'overall']
     """
     if isinstance(columns, bool) or not isinstance(columns, numbers.Integral) \
             or columns < 1:
@@ -369,8 +377,16 @@ def plot_predictions(expected, predicted, title=None, max_points=None,
 
     Example:
 
-    >>> fig = keras_mrnn.plotting.plot_predictions(y, model.predict(x))
+    >>> x = np.random.random((32, 10, 1)).astype("float32")
+    >>> y = x[:, -1]
+    >>> model = keras.Sequential([
+    ...     keras.Input((10, 1)), keras_mrnn.MarkovLSTM(4),
+    ...     keras.layers.Dense(1)])
+    >>> fig = keras_mrnn.plotting.plot_predictions(
+    ...     y, model.predict(x, verbose=0))
     >>> fig.savefig("predictions.png")
+    >>> len(fig.axes)  # expected and predicted, then the error
+    2
     """
     expected = _array("expected", expected, (1, 2)).reshape(-1)
     predicted = _array("predicted", predicted, (1, 2)).reshape(-1)
@@ -419,8 +435,11 @@ def plot_image_grid(images, columns=10, title=None, figsize=None):
 
     Example:
 
-    >>> fig = keras_mrnn.plotting.plot_image_grid(x_test[:20])
+    >>> images = np.random.randint(0, 256, (20, 28, 28), dtype="uint8")
+    >>> fig = keras_mrnn.plotting.plot_image_grid(images)
     >>> fig.savefig("digits.png")
+    >>> fig.axes[0].get_images()[0].get_array().shape  # 2 rows of 10
+    (59, 291)
     """
     integers = np.issubdtype(np.asarray(images).dtype, np.integer)
     images = _array("images", images, (3, 4))
@@ -481,8 +500,17 @@ def plot_history(history, metrics=None, figsize=None):
 
     Example:
 
-    >>> history = model.fit(x, y, validation_split=0.1, epochs=3)
-    >>> keras_mrnn.plotting.plot_history(history).savefig("history.png")
+    >>> x = np.random.random((32, 10, 1)).astype("float32")
+    >>> y = np.random.random((32, 1)).astype("float32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((10, 1)), keras_mrnn.MarkovLSTM(4),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse", metrics=["mae"])
+    >>> history = model.fit(x, y, validation_split=0.25, epochs=2, verbose=0)
+    >>> fig = keras_mrnn.plotting.plot_history(history)
+    >>> fig.savefig("history.png")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss', 'mae']
     """
     logs = getattr(history, "history", history)
     if not isinstance(logs, dict) or not logs:

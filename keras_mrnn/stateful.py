@@ -298,8 +298,13 @@ def get_states(model):
 
     Example:
 
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(2, 5, 3)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True)])
     >>> saved = keras_mrnn.stateful.get_states(model)
-    >>> model.predict(x_other, batch_size=2)
+    >>> [s.shape for s in saved]
+    [(2, 4), (2, 4)]
+    >>> _ = model.predict(np.ones((2, 5, 3)), batch_size=2, verbose=0)
     >>> keras_mrnn.stateful.set_states(model, saved)
     """
     return [np.array(keras.ops.convert_to_numpy(v)) for v in
@@ -332,8 +337,14 @@ def set_states(model, states):
 
     Example:
 
-    >>> saved = keras_mrnn.stateful.get_states(model)
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(2, 5, 3)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True)])
+    >>> saved = keras_mrnn.stateful.get_states(model)  # zeros
+    >>> _ = model.predict(np.ones((2, 5, 3)), batch_size=2, verbose=0)
     >>> keras_mrnn.stateful.set_states(model, saved)
+    >>> bool(keras_mrnn.stateful.get_states(model)[0].any())
+    False
     """
     variables = state_variables(model)
     if isinstance(states, np.ndarray) or not isinstance(
@@ -380,9 +391,18 @@ def preserved_states(model):
 
     Example:
 
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(2, 5, 3)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True), keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> x_val, y_val = np.ones((2, 5, 3)), np.ones((2, 1))
+    >>> _ = model.predict(x_val, batch_size=2, verbose=0)  # states now set
+    >>> saved = keras_mrnn.stateful.get_states(model)
     >>> with keras_mrnn.stateful.preserved_states(model):
-    ...     keras_mrnn.reset_states(model)
-    ...     model.evaluate(x_val, y_val, batch_size=4)
+    ...     _ = keras_mrnn.reset_states(model)
+    ...     loss = model.evaluate(x_val, y_val, batch_size=2, verbose=0)
+    >>> np.array_equal(keras_mrnn.stateful.get_states(model)[0], saved[0])
+    True
     """
     variables = state_variables(model)
     # Under a tf.distribute strategy each replica holds its own copy of the
@@ -421,8 +441,18 @@ def evaluate_preserving_states(model, *args, reset=True, **kwargs):
 
     Example:
 
+    >>> series = np.random.random((401, 1)).astype("float32")
+    >>> x_val, y_val = keras_mrnn.stateful.make_stateful_batches(
+    ...     series[:-1], series[1:], batch_size=4, window=50)
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(4, 50, 1)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True, return_sequences=True),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
     >>> loss = keras_mrnn.stateful.evaluate_preserving_states(
     ...     model, x_val, y_val, batch_size=4, verbose=0)
+    >>> bool(keras_mrnn.stateful.get_states(model)[0].any())  # still zeros
+    False
     """
     with preserved_states(model):
         if reset:
@@ -475,8 +505,13 @@ def make_stateful_batches(*series, batch_size, window, check_finite=True):
     ...     np.sin(t)[:, None], np.cos(t)[:, None], batch_size=4, window=50)
     >>> x.shape
     (20, 50, 1)
-    >>> model.fit(x, y, batch_size=4, shuffle=False,
-    ...           callbacks=[keras_mrnn.callbacks.ResetStates()])
+    >>> model = keras.Sequential([
+    ...     keras.Input(batch_shape=(4, 50, 1)),
+    ...     keras_mrnn.MarkovLSTM(4, stateful=True, return_sequences=True),
+    ...     keras.layers.Dense(1)])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(x, y, batch_size=4, shuffle=False, verbose=0,
+    ...                     callbacks=[keras_mrnn.callbacks.ResetStates()])
     """
     batch_size, window = _check_batching(batch_size, window)
     if not series:
