@@ -3,8 +3,6 @@
 Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
-import math
-
 import keras
 from keras import activations
 from keras import constraints
@@ -20,6 +18,8 @@ from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
+# TFP's distributions, imported lazily (it is slow to import).
+from keras_mrnn.vrnn import _distributions
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
 SWITCHES = ("linear", "predictive")
@@ -43,8 +43,9 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
     `kernel`, `recurrent_kernel` and `bias` are laid out as
     `[i | f | g | o]`, each gate block holding the K LSTMs one after the
     other (`k * units + j`); `lstm_weights(k)` returns the weights of LSTM
-    `k` in the layout of `keras.layers.LSTMCell`. The switch has its own `switch_kernel`,
-    `switch_recurrent_kernel` and `switch_bias`.
+    `k` in the layout of `keras.layers.LSTMCell`. The switch has its own
+    weights: `switch_kernel` (linear switch), `switch_recurrent_kernel` and
+    `switch_bias`.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -540,12 +541,10 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
         mean = ops.reshape(
             ops.cast(mean, "float32"), (-1, self.num_states, features)
         )
-        log_scale = ops.cast(self.switch_log_scale, "float32")
-        error = (ops.expand_dims(ops.cast(inputs, "float32"), 1) - mean) * (
-            ops.exp(-log_scale)
-        )
-        return -ops.sum(
-            0.5 * ops.square(error) + log_scale + 0.5 * math.log(2 * math.pi),
+        scale = ops.exp(ops.cast(self.switch_log_scale, "float32"))
+        density = _distributions().Normal(mean, scale)
+        return ops.sum(
+            density.log_prob(ops.expand_dims(ops.cast(inputs, "float32"), 1)),
             axis=-1,
         )
 
