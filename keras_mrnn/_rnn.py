@@ -12,18 +12,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras import tree
-# `backend.rnn` is the loop that `keras.layers.RNN` itself runs; it is not
-# exported under `keras.*`, so we take it from the same place Keras does.
-from keras.src import backend
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-# Private TF API (stable since TF 2.0): the compiled loop's forward pass must
-# run unrecorded by gradient tapes, and `tf.GradientTape.stop_recording`
-# needs the tape object, which a layer does not have.
-from tensorflow.python.eager import record as _record
-
-from keras_mrnn import stateful as stateful_lib
+from keras_mrnn import _internals
+from keras_mrnn import _stateful_guard
 
 
 class SteppedCell:
@@ -99,10 +90,10 @@ class SteppedRNN:
         # Keras's shape inference (symbolic calls) and stateless calls
         # record variable updates instead of running them: a compiled
         # function would trap those records inside its own graph.
-        if in_symbolic_scope() or in_stateless_scope():
+        if _internals.in_symbolic_scope() or _internals.in_stateless_scope():
             return False
         # Already inside an XLA program: compiling again would only nest it.
-        if stateful_lib._in_xla_context() is not False:
+        if _stateful_guard.in_xla_context() is not False:
             return False
         if self.loop_jit_compile == "auto":
             return not tf.executing_eagerly() and bool(
@@ -145,7 +136,7 @@ class SteppedRNN:
         # The backward pass is traced later, outside the layer's call: it
         # must read the weights in the dtype the forward pass read them in
         # (float16 under a mixed policy).
-        scope = backend.get_autocast_scope()
+        scope = _internals.get_autocast_scope()
         autocast = None if scope is None else scope.dtype
         # Read before the forward pass advances the seed generators.
         snapshot_variables = list(self.cell.non_trainable_variables)
@@ -161,7 +152,7 @@ class SteppedRNN:
             # not tell them (once traced), so read them here.
             for variable in self.cell.trainable_variables:
                 tf.convert_to_tensor(variable)
-            with _record.stop_recording():
+            with _internals.stop_recording():
                 last_output, outputs, states = forward(
                     sequences, list(initial_state), mask, training
                 )
@@ -203,7 +194,7 @@ class SteppedRNN:
             current = [tf.convert_to_tensor(v) for v in snapshot_variables]
             for variable, value in zip(snapshot_variables, snapshot):
                 variable.assign(value)
-            with tf.GradientTape() as tape, backend.AutocastScope(autocast):
+            with tf.GradientTape() as tape, _internals.AutocastScope(autocast):
                 tape.watch(sequences)
                 tape.watch(initial_state)
                 last_output, outputs, states = self._run_loop(
@@ -238,7 +229,7 @@ class SteppedRNN:
         if self.stateful:
             # Outside the compiled loop, whose call waits for the check:
             # its plain Assert keeps the message that names the layer.
-            sequences = stateful_lib.check_stateful_batch_size(self, sequences)
+            sequences = _stateful_guard.check_stateful_batch_size(self, sequences)
         if not tree.is_nested(initial_state):
             initial_state = [initial_state]
         initial_state = [
@@ -294,7 +285,7 @@ class SteppedRNN:
         # before the loop set `project_before_loop = True` (VRNN, see there).
         project_first = getattr(
             self.cell, "project_before_loop", False
-        ) or bool(stateful_lib._in_xla_context())
+        ) or bool(_stateful_guard.in_xla_context())
         time_major, unpack = False, None
         loop_inputs, run_step = sequences, self.cell.call
         if project_first:
@@ -313,7 +304,7 @@ class SteppedRNN:
             return output, list(new_states)
 
         return_all = bool(self.return_sequences or self._needs_all_outputs)
-        last_output, outputs, states = backend.rnn(
+        last_output, outputs, states = _internals.rnn(
             step,
             loop_inputs,
             initial_state,
@@ -347,7 +338,7 @@ class SteppedRNN:
         if sequences.shape[1 - int(time_major)] is None and tree.is_nested(
             projected
         ):
-            # `backend.rnn` reads the length from a single tensor's shape
+            # `rnn` reads the length from a single tensor's shape
             # when it is not static (and, time-major, would read the batch
             # size instead): hand it one batch-major tensor.
             parts = tree.flatten(projected)

@@ -10,23 +10,23 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 from keras import tree
-# The mixin that gives `keras.layers.LSTMCell` its per-sequence dropout
-# masks; `keras.layers.RNN` recognizes cells by this class.
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
-# TFP's distributions, imported lazily (it is slow to import).
-from keras_mrnn.vrnn import _distributions
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
 SWITCHES = ("linear", "predictive")
 
 
+# `DropoutRNNCell` gives `keras.layers.LSTMCell` its per-sequence dropout
+# masks; `keras.layers.RNN` recognizes cells by this class.
 @keras.saving.register_keras_serializable(package="keras_mrnn")
-class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
+class MarkovLSTMCell(
+    SteppedCell, keras.layers.Layer, _internals.DropoutRNNCell
+):
     """Cell of the Markov LSTM: K LSTMs and a latent switch between them.
 
     At every step K LSTMs read the same input `x_t` and the same previous
@@ -542,7 +542,7 @@ class MarkovLSTMCell(SteppedCell, keras.layers.Layer, DropoutRNNCell):
             ops.cast(mean, "float32"), (-1, self.num_states, features)
         )
         scale = ops.exp(ops.cast(self.switch_log_scale, "float32"))
-        density = _distributions().Normal(mean, scale)
+        density = _internals.distributions().Normal(mean, scale)
         return ops.sum(
             density.log_prob(ops.expand_dims(ops.cast(inputs, "float32"), 1)),
             axis=-1,

@@ -14,10 +14,8 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 from keras import tree
-# `backend.rnn` is the loop that `keras.layers.RNN` runs (see `_rnn.py`).
-from keras.src import backend
-from keras.src.random.seed_generator import make_default_seed
 
+from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
@@ -26,23 +24,6 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 RECURRENCES = ("lstm", "gru")
 LATENT_MODES = ("sample", "mean")
 DECODE_MODES = ("sample", "mean")
-
-_tfd = None
-
-
-def _distributions():
-    """`tfp.distributions`, imported on first use.
-
-    TFP takes seconds to import (it pulls in `tf_keras`); importing it lazily
-    keeps `import keras_mrnn` fast for users of the other layers.
-    """
-    global _tfd
-    if _tfd is None:
-        import tensorflow_probability as tfp
-
-        _tfd = tfp.distributions
-    return _tfd
-
 
 def _stateless_seed(seed_generator):
     """An int32 seed pair for TFP's stateless samplers from a generator."""
@@ -399,7 +380,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         return params, latent_part[:, hidden:]
 
     def _decoder_distribution(self, params):
-        tfd = _distributions()
+        tfd = _internals.distributions()
         if self.likelihood == "gaussian":
             dim = self.input_dim
             return tfd.Normal(params[:, :dim], params[:, dim:])
@@ -445,7 +426,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             `(output, new_states)` as in `call`.
         """
-        tfd = _distributions()
+        tfd = _internals.distributions()
         dim, hidden = self.input_dim, self.hidden_units
         x = ops.cast(projected[:, :dim], "float32")
         encoder_part = ops.cast(
@@ -510,7 +491,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             `(x_t, new_states)`, `x_t` a float32 `(batch, features)` tensor.
         """
-        tfd = _distributions()
+        tfd = _internals.distributions()
         generator = (
             self.seed_generator if seed_generator is None else seed_generator
         )
@@ -844,7 +825,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             "generator", lambda: keras.random.SeedGenerator(0)
         )
         if seed is None:
-            seed = make_default_seed()
+            seed = _internals.make_default_seed()
         generator.state.assign(
             ops.convert_to_tensor([seed, 0], dtype=generator.state.dtype)
         )
@@ -852,7 +833,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
 
     def _autocast(self):
         if self.cell.compute_dtype != self.cell.variable_dtype:
-            return backend.AutocastScope(self.cell.compute_dtype)
+            return _internals.AutocastScope(self.cell.compute_dtype)
         return contextlib.nullcontext()
 
     def _prepare(self, x):
@@ -898,7 +879,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                     )
                     return output, list(new_states)
 
-                _, outputs, _ = backend.rnn(
+                _, outputs, _ = _internals.rnn(
                     step,
                     projected,
                     list(initial_state),
@@ -1060,7 +1041,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                     )
                     return x, list(new_states)
 
-                _, samples, _ = backend.rnn(
+                _, samples, _ = _internals.rnn(
                     step,
                     steps,
                     list(initial_state),
@@ -1126,7 +1107,7 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         batch_size = check.positive_int("batch_size", batch_size)
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
-        tfd = _distributions()
+        tfd = _internals.distributions()
         self._generator(seed)
         results = []
         for start in range(0, total, batch_size):

@@ -19,7 +19,9 @@ import pytest  # noqa: E402
 
 import keras_mrnn  # noqa: E402
 from keras_mrnn import (  # noqa: E402
+    _internals,
     _rnn,
+    _stateful_guard,
     callbacks,
     datasets,
     gumbel,
@@ -30,7 +32,7 @@ from keras_mrnn import (  # noqa: E402
 )
 
 MODULES = (markov_lstm, vrnn, gumbel, callbacks, stateful, plotting,
-           datasets, _rnn)
+           datasets, _rnn, _stateful_guard, _internals)
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
