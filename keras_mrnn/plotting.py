@@ -49,6 +49,21 @@ def _names(name, value, count):
     return value
 
 
+def _positive_int(name, value, optional=False):
+    """`value` if a positive integer (or None, when `optional`), else a
+    ValueError naming the argument."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(
+        value, numbers.Integral
+    ) or value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer"
+            f"{' or None' if optional else ''}. Received: {name}={value!r}."
+        )
+    return int(value)
+
+
 def plot_switches(q, z, inputs=None, titles=None, figsize=None):
     """Draws the switch probabilities `q_z(t)` and switches `z(t)`.
 
@@ -323,12 +338,7 @@ def plot_state_usage(z, labels=None, class_names=None, columns=4,
     >>> [ax.get_title() for ax in fig.axes]
     ['0', '1', 'overall']
     """
-    if isinstance(columns, bool) or not isinstance(columns, numbers.Integral) \
-            or columns < 1:
-        raise ValueError(
-            "Argument `columns` must be a positive integer. Received: "
-            f"columns={columns!r}."
-        )
+    columns = _positive_int("columns", columns)
     usage = state_usage(z, labels)
     if labels is None:
         charts = [("overall", usage)]
@@ -395,14 +405,8 @@ def plot_predictions(expected, predicted, title=None, max_points=None,
             "Arguments `expected` and `predicted` must hold the same number "
             f"of values. Received: {expected.size} and {predicted.size}."
         )
+    max_points = _positive_int("max_points", max_points, optional=True)
     if max_points is not None:
-        if isinstance(max_points, bool) or not isinstance(
-            max_points, numbers.Integral
-        ) or max_points < 1:
-            raise ValueError(
-                "Argument `max_points` must be a positive integer or None. "
-                f"Received: max_points={max_points!r}."
-            )
         expected, predicted = expected[:max_points], predicted[:max_points]
     fig = Figure(figsize=figsize, layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -459,13 +463,7 @@ def plot_image_grid(images, columns=10, title=None, figsize=None):
         )
     if integers:
         images = images / 255.0
-    if isinstance(columns, bool) or not isinstance(
-        columns, numbers.Integral
-    ) or columns < 1:
-        raise ValueError(
-            "Argument `columns` must be a positive integer. Received: "
-            f"columns={columns!r}."
-        )
+    columns = _positive_int("columns", columns)
     count, height, width = images.shape
     columns = min(columns, count)
     rows = -(-count // columns)
@@ -500,13 +498,8 @@ def plot_history(history, metrics=None, figsize=None):
 
     Example:
 
-    >>> x = np.random.random((32, 10, 1)).astype("float32")
-    >>> y = np.random.random((32, 1)).astype("float32")
-    >>> model = keras.Sequential([
-    ...     keras.Input((10, 1)), keras_mrnn.MarkovLSTM(4),
-    ...     keras.layers.Dense(1)])
-    >>> model.compile("adam", "mse", metrics=["mae"])
-    >>> history = model.fit(x, y, validation_split=0.25, epochs=2, verbose=0)
+    >>> history = {"loss": [0.9, 0.5, 0.4], "val_loss": [1.0, 0.7, 0.6],
+    ...            "mae": [0.8, 0.6, 0.5]}  # or the History `fit` returns
     >>> fig = keras_mrnn.plotting.plot_history(history)
     >>> fig.savefig("history.png")
     >>> [ax.get_title() for ax in fig.axes]

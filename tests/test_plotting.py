@@ -132,6 +132,18 @@ def test_plot_history():
         plotting.plot_history([])
 
 
+def test_plot_history_takes_the_history_that_fit_returns():
+    # (The docstring's example passes the dict.)
+    import keras
+
+    history = keras.callbacks.History()
+    history.history = {"loss": [1.0, 0.5], "mae": [0.9, 0.4],
+                       "val_mae": [1.0, 0.6]}
+    fig = plotting.plot_history(history)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "mae"]
+    assert len(fig.axes[1].lines) == 2  # mae and val_mae
+
+
 def test_plot_regimes_panels_and_shading(tmp_path):
     q, z = _switches(samples=1, steps=30, k=3)
     regimes = np.repeat([0, 2, 1], 10)
