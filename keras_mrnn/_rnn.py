@@ -5,7 +5,9 @@ inputs of all steps projected before the loop under XLA), and add what it
 lacks: the guard on stateful batch sizes, packed per-step outputs that
 subclasses split after the loop in `_unpack`, where losses can be added
 (`add_loss` inside the loop fails, see docs/KERAS_NOTES.md), and the option
-of compiling the loop alone with XLA (`loop_jit_compile`).
+of compiling the loop alone with XLA (`loop_jit_compile`). `recurrent_loop`
+is the package's only entry to Keras's loop: the layers' calls and
+`VRNN`'s analysis methods all run through it.
 """
 
 import numpy as np
@@ -15,6 +17,57 @@ from keras import tree
 
 from keras_mrnn import _internals
 from keras_mrnn import _stateful_guard
+
+
+def recurrent_loop(step, inputs, initial_state, go_backwards=False,
+                   mask=None, unroll=False, time_major=False,
+                   zero_output_for_mask=False, return_all_outputs=True):
+    """Runs `step` over the time axis of `inputs` in Keras's RNN loop.
+
+    The loop of `keras.layers.RNN` (`keras.src.backend.rnn`: masking,
+    unrolling, a `tf.while_loop`), which Keras does not export. On
+    TensorFlow it calls `step` once more before the loop, at t=0, to learn
+    the output's shape: that call runs real ops, and so draws from any seed
+    generator `step` uses (docs/KERAS_NOTES.md).
+
+    Args:
+        step: Function `(inputs_t, states) -> (output_t, new_states)`.
+        inputs: A tensor (or structure of tensors) `(batch, time, ...)`, or
+            `(time, batch, ...)` with `time_major=True`.
+        initial_state: List of state tensors `(batch, ...)`.
+        go_backwards: Whether to run the steps in reverse order (outputs
+            come in processing order).
+        mask: Optional boolean `(batch, time)` (time-major with
+            `time_major=True`).
+        unroll: Whether to unroll the loop instead of a `tf.while_loop`.
+        time_major: Whether `inputs` and the outputs are time-major.
+        zero_output_for_mask: Whether masked steps output zeros instead of
+            the previous step's output.
+        return_all_outputs: Whether to keep every step's output (`False`:
+            only the last one, in `outputs` too).
+
+    Returns:
+        `(last_output, outputs, states)`, `states` a list.
+    """
+
+    def list_states_step(inputs_t, states):
+        output, new_states = step(inputs_t, states)
+        return output, list(new_states)
+
+    first = tree.flatten(inputs)[0]
+    last_output, outputs, states = _internals.rnn(
+        list_states_step,
+        inputs,
+        list(initial_state),
+        go_backwards=go_backwards,
+        mask=mask,
+        unroll=unroll,
+        input_length=first.shape[0 if time_major else 1],
+        time_major=time_major,
+        zero_output_for_mask=zero_output_for_mask,
+        return_all_outputs=return_all_outputs,
+    )
+    return last_output, outputs, list(states)
 
 
 class SteppedCell:
@@ -300,25 +353,24 @@ class SteppedRNN:
         def step(inputs, states):
             if unpack is not None:
                 inputs = unpack(inputs)
-            output, new_states = run_step(inputs, states, training=training)
-            return output, list(new_states)
+            return run_step(inputs, states, training=training)
 
-        return_all = bool(self.return_sequences or self._needs_all_outputs)
-        last_output, outputs, states = _internals.rnn(
+        last_output, outputs, states = recurrent_loop(
             step,
             loop_inputs,
             initial_state,
             go_backwards=self.go_backwards,
             mask=loop_mask,
             unroll=self.unroll,
-            input_length=sequences.shape[1],
             time_major=time_major,
             zero_output_for_mask=self.zero_output_for_mask,
-            return_all_outputs=return_all,
+            return_all_outputs=bool(
+                self.return_sequences or self._needs_all_outputs
+            ),
         )
         if time_major:
             outputs = ops.transpose(outputs, (1, 0, 2))
-        return last_output, outputs, list(states)
+        return last_output, outputs, states
 
     def _project_before_loop(self, sequences, training):
         """Projects the inputs of all steps at once, for the loop.

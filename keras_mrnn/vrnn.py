@@ -19,6 +19,7 @@ from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
+from keras_mrnn._rnn import recurrent_loop
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 RECURRENCES = ("lstm", "gru")
@@ -873,22 +874,18 @@ class VRNN(SteppedRNN, keras.layers.RNN):
                 projected = cell.project_inputs(x)
 
                 def step(inputs, states):
-                    output, new_states = cell.step(
+                    return cell.step(
                         inputs, states, training=False, latent=latent,
                         seed_generator=generator,
                     )
-                    return output, list(new_states)
 
-                _, outputs, _ = _internals.rnn(
+                _, outputs, _ = recurrent_loop(
                     step,
                     projected,
-                    list(initial_state),
+                    initial_state,
                     go_backwards=self.go_backwards,
                     mask=mask,
-                    unroll=False,
-                    input_length=x.shape[1],
                     zero_output_for_mask=self.zero_output_for_mask,
-                    return_all_outputs=True,
                 )
             if self.go_backwards:
                 outputs = ops.flip(outputs, axis=1)
@@ -1036,19 +1033,11 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             with self._autocast():
 
                 def step(_, states):
-                    x, new_states = cell.generate_step(
+                    return cell.generate_step(
                         states, decode=decode, seed_generator=generator
                     )
-                    return x, list(new_states)
 
-                _, samples, _ = _internals.rnn(
-                    step,
-                    steps,
-                    list(initial_state),
-                    unroll=False,
-                    input_length=steps.shape[1],
-                    return_all_outputs=True,
-                )
+                _, samples, _ = recurrent_loop(step, steps, initial_state)
             return samples
 
         function = self._cached(
