@@ -1,8 +1,10 @@
 """Keras callbacks for the package's layers."""
 
+import inspect
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_mrnn import _validation as check
@@ -35,22 +37,216 @@ def markov_cells(model):
     ]
 
 
-class GumbelTemperatureScheduler(keras.callbacks.Callback):
+class _ScheduledValue(keras.callbacks.Callback):
+    """Sets one non-trainable scalar of some of a model's layers on a
+    schedule (private base of `GumbelTemperatureScheduler` and `KLWarmup`).
+
+    The shape follows `keras.callbacks.LearningRateScheduler`: the value for
+    a step comes from `schedule(step, value)` (`value`: the value now in
+    force on the first layer) or `schedule(step)`, or, without a `schedule`,
+    from the subclass's closed form. It is set at the start of each epoch
+    (`unit="epoch"`, `step` counted as `fit` counts epochs) or each training
+    batch (`unit="batch"`, `step` counting the batches seen across `fit`
+    calls), and written to the epoch's logs under `_name`.
+
+    A subclass sets `_name` (the layers' attribute and the logs key),
+    `_label` (for verbose lines), `_target_name` (for the error when the
+    model has none), `_positive` (value > 0, else >= 0), and implements
+    `_targets(model)` and `_closed_form(step)`.
+    """
+
+    _name = _label = _target_name = None
+    _positive = True
+
+    def __init__(self, schedule, unit, verbose):
+        super().__init__()
+        if schedule is not None:
+            if not callable(schedule):
+                raise TypeError(
+                    "Argument `schedule` must be a callable "
+                    f"`schedule(step)` or `schedule(step, {self._name})`. "
+                    f"Received: schedule={schedule!r} of type "
+                    f"{type(schedule).__name__}."
+                )
+            self._takes_value = _accepts_two_arguments(schedule)
+        else:
+            self._takes_value = False
+        self._schedule = schedule
+        self.unit = check.choice("unit", unit, ("epoch", "batch"))
+        self.verbose = verbose
+        self._value = None  # the value last set, in this fit
+        self._step = None  # and the step it was computed for
+        self._layers = None
+        self._batches = 0  # training batches seen before this epoch
+        self._epoch_batches = 0  # and in this epoch
+
+    def _closed_form(self, step):
+        raise NotImplementedError
+
+    def _targets(self, model):
+        raise NotImplementedError
+
+    def schedule(self, step, value=None):
+        """The value to set at a step, as the callback computes it.
+
+        Args:
+            step: Integer epoch index (0-based), or count of training
+                batches with `unit="batch"`.
+            value: The value in force, passed on to a `schedule` argument
+                that takes two arguments (the callback passes the first
+                layer's value); ignored otherwise.
+
+        Returns:
+            The value as a Python float.
+
+        Raises:
+            TypeError: if the `schedule` argument returns something other
+                than a number.
+            ValueError: if it returns a non-finite or out-of-range value.
+        """
+        if self._schedule is None:
+            return self._closed_form(step)
+        if self._takes_value:
+            result = self._schedule(step, value)
+        else:
+            result = self._schedule(step)
+        return self._checked(result, step)
+
+    def _checked(self, result, step):
+        when = f"{self.unit} {step} (counted from 0)"
+        if isinstance(result, (bool, str, bytes)) or np.ndim(result) != 0:
+            number = None
+        else:
+            try:
+                number = float(result)
+            except (TypeError, ValueError):
+                number = None
+        if number is None:
+            raise TypeError(
+                f"The `schedule` of {type(self).__name__} must return a "
+                f"number. Received: {self._name}={result!r} of type "
+                f"{type(result).__name__} for {when}."
+            )
+        valid = number > 0 if self._positive else number >= 0
+        if not (valid and math.isfinite(number)):
+            kind = "positive" if self._positive else "non-negative"
+            raise ValueError(
+                f"The `schedule` of {type(self).__name__} must return a "
+                f"{kind}, finite {self._label}. Received: "
+                f"{self._name}={result!r} for {when}."
+            )
+        return number
+
+    def _set(self, step):
+        # With unit="batch", the step set at train begin comes again at the
+        # first batch: a schedule of the value in force must not run twice.
+        if step == self._step:
+            return
+        self._step = step
+        if self._takes_value:
+            value = self.schedule(step, getattr(self._layers[0], self._name))
+        else:
+            value = self.schedule(step)
+        if value == self._value:
+            return
+        self._value = value
+        for layer in self._layers:
+            setattr(layer, self._name, value)
+
+    def on_train_begin(self, logs=None):
+        self._layers = self._targets(self.model)
+        if not self._layers:
+            raise ValueError(
+                f"{type(self).__name__} found no {self._target_name} in the "
+                f"model '{self.model.name}'."
+            )
+        self._value = self._step = None
+        if self.unit == "batch":
+            self._set(self._batches)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.unit == "epoch":
+            self._set(epoch)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: {self._label} {self._value:.4g}.")
+
+    # Keras passes the index of the first and of the last batch of each
+    # execution (they differ with steps_per_execution > 1): count from them,
+    # not from the number of calls.
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.unit == "batch":
+            self._set(self._batches + batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_batches = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._batches += self._epoch_batches
+        self._epoch_batches = 0
+        if logs is not None and self._value is not None:
+            logs[self._name] = self._value
+
+
+def _accepts_two_arguments(schedule):
+    """Whether to call `schedule(step, value)` (else `schedule(step)`)."""
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):  # not introspectable: call schedule(step)
+        return False
+    try:
+        signature.bind(0, 0.0)
+        return True
+    except TypeError:
+        pass
+    try:
+        signature.bind(0)
+    except TypeError:
+        raise TypeError(
+            "Argument `schedule` must accept the step: `schedule(step)` or "
+            f"`schedule(step, value)`. Received: schedule={schedule!r} with "
+            f"signature {signature}."
+        ) from None
+    return False
+
+
+def _closed_form_or_schedule(schedule, **arguments):
+    """Refuses closed-form arguments given together with `schedule`."""
+    given = {k: v for k, v in arguments.items() if v is not None}
+    if schedule is not None and given:
+        names = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise ValueError(
+            "Pass either `schedule` or the arguments of the built-in "
+            f"schedule ({', '.join(arguments)}), not both. Received: "
+            f"schedule={schedule!r} and {names}."
+        )
+
+
+class GumbelTemperatureScheduler(_ScheduledValue):
     """Anneals the Gumbel-softmax temperature of every Markov cell per epoch.
 
     At the start of epoch `e` (counted from 0) sets
     `tau = max(initial * exp(-rate * e), minimum)` on every `MarkovLSTMCell`
     of the model (including inside `Bidirectional` and nested models), as the
-    reference implementation does. The temperature is a variable read by the
-    compiled train step, so the change takes effect without recompiling,
-    also with `jit_compile=True`. The value is written to the epoch's logs as
-    `temperature` (and so shows in `History` and CSV/TensorBoard loggers).
+    reference implementation does; or, like
+    `keras.callbacks.LearningRateScheduler`, the value of your own
+    `schedule(e, tau)` (`tau`: the temperature now in force, that of the
+    model's first Markov cell) or `schedule(e)`. The temperature is a
+    variable read by the compiled train step, so the change takes effect
+    without recompiling, also with `jit_compile=True`. The value is written
+    to the epoch's logs as `temperature` (and so shows in `History` and
+    CSV/TensorBoard loggers).
 
     Args:
-        initial: Positive float, tau at epoch 0 (reference: 5.0).
-        rate: Non-negative float, exponential decay per epoch (0.1).
-        minimum: Positive float, the floor (0.1).
+        initial: Positive float, tau at epoch 0 (default, as in the
+            reference: 5.0).
+        rate: Non-negative float, exponential decay per epoch (default 0.1).
+        minimum: Positive float, the floor (default 0.1).
         verbose: If 1, print the temperature at each epoch start.
+        schedule: Optional callable, `schedule(epoch, temperature)` (when
+            it accepts two positional arguments) or `schedule(epoch)`,
+            returning the temperature for the epoch: a positive, finite
+            number. Replaces the built-in schedule: do not pass `initial`,
+            `rate` or `minimum` with it.
 
     Example:
 
@@ -64,53 +260,55 @@ class GumbelTemperatureScheduler(keras.callbacks.Callback):
     ...     keras_mrnn.callbacks.GumbelTemperatureScheduler(5.0, 0.1, 0.1)])
     >>> [round(t, 3) for t in history.history["temperature"]]
     [5.0, 4.524]
+
+    Your own schedule, here halving the temperature in force at each epoch:
+
+    >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[
+    ...     keras_mrnn.callbacks.GumbelTemperatureScheduler(
+    ...         schedule=lambda epoch, tau: tau / 2)])
+    >>> [round(t, 3) for t in history.history["temperature"]]
+    [2.262, 1.131]
     """
 
-    def __init__(self, initial=5.0, rate=0.1, minimum=0.1, verbose=0):
-        super().__init__()
-        self.initial = check.positive_float("initial", initial)
-        self.rate = check.non_negative_float("rate", rate)
-        self.minimum = check.positive_float("minimum", minimum)
+    _name = "temperature"
+    _label = "Gumbel temperature"
+    _target_name = "MarkovLSTMCell"
+    _positive = True
+
+    def __init__(self, initial=None, rate=None, minimum=None, verbose=0,
+                 schedule=None):
+        _closed_form_or_schedule(schedule, initial=initial, rate=rate,
+                                 minimum=minimum)
+        super().__init__(schedule, unit="epoch", verbose=verbose)
+        self.initial = self.rate = self.minimum = None
+        if schedule is not None:
+            return
+        self.initial = check.positive_float(
+            "initial", 5.0 if initial is None else initial)
+        self.rate = check.non_negative_float(
+            "rate", 0.1 if rate is None else rate)
+        self.minimum = check.positive_float(
+            "minimum", 0.1 if minimum is None else minimum)
         if self.minimum > self.initial:
             raise ValueError(
                 "Argument `minimum` must not exceed `initial` (the schedule "
-                f"would be constant). Received: minimum={minimum!r}, "
-                f"initial={initial!r}."
+                f"would be constant). Received: minimum={self.minimum!r}, "
+                f"initial={self.initial!r}."
             )
-        self.verbose = verbose
-        self.temperature = None
 
-    def schedule(self, epoch):
-        """The temperature for a given epoch (0-based).
+    @property
+    def temperature(self):
+        """The temperature last set (`None` before training)."""
+        return self._value
 
-        Args:
-            epoch: Integer epoch index.
-
-        Returns:
-            The temperature as a Python float.
-        """
+    def _closed_form(self, epoch):
         return max(self.initial * math.exp(-self.rate * epoch), self.minimum)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        cells = markov_cells(self.model)
-        if not cells:
-            raise ValueError(
-                "GumbelTemperatureScheduler found no MarkovLSTMCell in the "
-                f"model '{self.model.name}'."
-            )
-        self.temperature = self.schedule(epoch)
-        for cell in cells:
-            cell.temperature = self.temperature
-        if self.verbose:
-            print(f"\nEpoch {epoch + 1}: Gumbel temperature "
-                  f"{self.temperature:.4g}.")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.temperature is not None:
-            logs["temperature"] = self.temperature
+    def _targets(self, model):
+        return markov_cells(model)
 
 
-class KLWarmup(keras.callbacks.Callback):
+class KLWarmup(_ScheduledValue):
     """Linear warm-up of the KL weight of every `VRNN` layer of a model.
 
     Against posterior collapse: the KL term of the negative ELBO starts at
@@ -121,19 +319,29 @@ class KLWarmup(keras.callbacks.Callback):
     `unit="batch"`, `e` counts the training batches this callback has seen,
     across `fit` calls (with `steps_per_execution=k`, Keras calls callbacks
     once per k batches: the weight is then set for each group of k batches,
-    from the count of the group's first batch). The weight is a variable
-    read by the compiled train step, so the change takes effect without
-    recompiling, also with `jit_compile=True`. The value is written to the
-    epoch's logs as `kl_weight` (and so shows in `History` and CSV/TensorBoard
-    loggers).
+    from the count of the group's first batch). Instead of the linear
+    warm-up, a `schedule(e, weight)` (`weight`: the weight now in force,
+    that of the model's first VRNN layer) or `schedule(e)` of your own gives
+    the weight, like `keras.callbacks.LearningRateScheduler` (e.g. a
+    cyclical schedule). The weight is a variable read by the compiled train
+    step, so the change takes effect without recompiling, also with
+    `jit_compile=True`. The value is written to the epoch's logs as
+    `kl_weight` (and so shows in `History` and CSV/TensorBoard loggers).
 
     Args:
         duration: Positive integer, the number of epochs or batches over
-            which the weight goes from `initial` to `final`.
-        unit: `"epoch"` (default) or `"batch"`.
-        initial: Non-negative float, the weight at the start (0.0).
-        final: Non-negative float, the weight after the warm-up (1.0).
+            which the weight goes from `initial` to `final`. Needed unless
+            `schedule` is given.
+        unit: `"epoch"` (default) or `"batch"`: when the weight is set, and
+            what `e` counts.
+        initial: Non-negative float, the weight at the start (default 0.0).
+        final: Non-negative float, the weight after the warm-up (default
+            1.0).
         verbose: If 1, print the weight at each epoch start.
+        schedule: Optional callable, `schedule(e, kl_weight)` (when it
+            accepts two positional arguments) or `schedule(e)`, returning
+            the weight: a non-negative, finite number. Replaces the linear
+            warm-up: do not pass `duration`, `initial` or `final` with it.
 
     Example:
 
@@ -145,77 +353,55 @@ class KLWarmup(keras.callbacks.Callback):
     ...     keras_mrnn.callbacks.KLWarmup(2, unit="epoch")])
     >>> [round(w, 2) for w in history.history["kl_weight"]]
     [0.0, 0.5, 1.0]
+
+    A schedule of your own, here cyclical (Fu et al., 2019): warm up over
+    2 epochs, hold, start again every 4 epochs:
+
+    >>> history = model.fit(x, epochs=5, verbose=0, callbacks=[
+    ...     keras_mrnn.callbacks.KLWarmup(
+    ...         schedule=lambda epoch: min((epoch % 4) / 2, 1.0))])
+    >>> history.history["kl_weight"]
+    [0.0, 0.5, 1.0, 1.0, 0.0]
     """
 
-    def __init__(self, duration, unit="epoch", initial=0.0, final=1.0,
-                 verbose=0):
-        super().__init__()
+    _name = "kl_weight"
+    _label = "KL weight"
+    _target_name = "VRNN layer"
+    _positive = False
+
+    def __init__(self, duration=None, unit="epoch", initial=None, final=None,
+                 verbose=0, schedule=None):
+        _closed_form_or_schedule(schedule, duration=duration,
+                                 initial=initial, final=final)
+        super().__init__(schedule, unit=unit, verbose=verbose)
+        self.duration = self.initial = self.final = None
+        if schedule is not None:
+            return
+        if duration is None:
+            raise TypeError(
+                "KLWarmup needs `duration` (or a `schedule`). Received: "
+                "duration=None."
+            )
         self.duration = check.positive_int("duration", duration)
-        self.unit = check.choice("unit", unit, ("epoch", "batch"))
-        self.initial = check.non_negative_float("initial", initial)
-        self.final = check.non_negative_float("final", final)
-        self.verbose = verbose
-        self.kl_weight = None
-        self._batches = 0  # training batches seen before this epoch
-        self._epoch_batches = 0  # and in this epoch
-        self._layers = None
+        self.initial = check.non_negative_float(
+            "initial", 0.0 if initial is None else initial)
+        self.final = check.non_negative_float(
+            "final", 1.0 if final is None else final)
 
-    def schedule(self, step):
-        """The KL weight after `step` epochs or batches (0-based).
+    @property
+    def kl_weight(self):
+        """The KL weight last set (`None` before training)."""
+        return self._value
 
-        Args:
-            step: Integer count of epochs or batches.
-
-        Returns:
-            The weight as a Python float.
-        """
+    def _closed_form(self, step):
         fraction = min(max(step, 0) / self.duration, 1.0)
         return self.initial + (self.final - self.initial) * fraction
 
-    def _set(self, value):
-        if value == self.kl_weight:
-            return
-        self.kl_weight = value
-        for layer in self._layers:
-            layer.kl_weight = value
-
-    def on_train_begin(self, logs=None):
+    def _targets(self, model):
         from keras_mrnn.vrnn import VRNN
 
-        self._layers = [
-            layer for layer in iter_layers(self.model)
-            if isinstance(layer, VRNN)
-        ]
-        if not self._layers:
-            raise ValueError(
-                f"KLWarmup found no VRNN layer in the model "
-                f"'{self.model.name}'."
-            )
-        self.kl_weight = None
-        if self.unit == "batch":
-            self._set(self.schedule(self._batches))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.unit == "epoch":
-            self._set(self.schedule(epoch))
-        if self.verbose:
-            print(f"\nEpoch {epoch + 1}: KL weight {self.kl_weight:.4g}.")
-
-    # Keras passes the index of the first and of the last batch of each
-    # execution (they differ with steps_per_execution > 1): count from them,
-    # not from the number of calls.
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.unit == "batch":
-            self._set(self.schedule(self._batches + batch))
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._epoch_batches = batch + 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._batches += self._epoch_batches
-        self._epoch_batches = 0
-        if logs is not None and self.kl_weight is not None:
-            logs["kl_weight"] = self.kl_weight
+        return [layer for layer in iter_layers(model)
+                if isinstance(layer, VRNN)]
 
 
 class ResetStates(keras.callbacks.Callback):
@@ -238,22 +424,23 @@ class ResetStates(keras.callbacks.Callback):
 
     Example:
 
-    >>> series_x = np.random.random((800, 1)).astype("float32")
-    >>> series_y = np.random.random((800, 1)).astype("float32")
-    >>> x, y = keras_mrnn.stateful.make_stateful_batches(
-    ...     series_x, series_y, batch_size=4, window=50)
+    A stateful VRNN over 4 streams of windows of 25 steps, 4 batches an
+    epoch, whose streams start again every 2 batches:
+
+    >>> series = np.random.random((400, 1)).astype("float32")
+    >>> x = keras_mrnn.stateful.make_stateful_batches(
+    ...     series, batch_size=4, window=25)
     >>> model = keras.Sequential([
-    ...     keras.Input(batch_shape=(4, 50, 1)),
-    ...     keras_mrnn.MarkovLSTM(4, stateful=True, return_sequences=True),
-    ...     keras.layers.Dense(1)])
-    >>> model.compile("adam", "mse")
-    >>> history = model.fit(
-    ...     x, y, batch_size=4, shuffle=False, epochs=2, verbose=0,
-    ...     callbacks=[keras_mrnn.callbacks.ResetStates(verbose=1)])
+    ...     keras.Input(batch_shape=(4, 25, 1)),
+    ...     keras_mrnn.VRNN(8, latent_dim=2, stateful=True)])
+    >>> model.compile("adam")
+    >>> history = model.fit(x, batch_size=4, shuffle=False, verbose=0,
+    ...     callbacks=[keras_mrnn.callbacks.ResetStates(every_n_batches=2,
+    ...                                                 verbose=1)])
     <BLANKLINE>
     ResetStates: states reset at the start of epoch 1.
     <BLANKLINE>
-    ResetStates: states reset at the start of epoch 2.
+    ResetStates: states reset before batch 2.
     """
 
     def __init__(self, every_n_batches=None, verbose=0):
