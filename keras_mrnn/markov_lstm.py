@@ -14,6 +14,8 @@ from keras import tree
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
+from keras_mrnn._packed import SCALAR
+from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 
@@ -204,11 +206,17 @@ class MarkovLSTMCell(
         self.state_size = [self.units, self.units]
         if self.markov_transition:
             self.state_size.append(self.num_states)
-        self.output_size = self.units + (
-            2 * self.num_states + (self.switch == "predictive")
-            if self.output_switches else 0
-        )
+        self.output_size = self._output_layout().size
         self._gate_width = 4 * self.num_states * self.units
+
+    def _output_layout(self):
+        """The fields of a step's output (see `output_switches`)."""
+        fields = [("h", self.units)]
+        if self.output_switches:
+            fields += [("logits", self.num_states), ("z", self.num_states)]
+            if self.switch == "predictive":
+                fields.append(("log_evidence", SCALAR))
+        return PackedLayout(fields)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -495,14 +503,14 @@ class MarkovLSTMCell(
                 logits = logits + self.switch_bias
         if self.markov_transition:
             logits = logits + ops.matmul(states[2], self.transition_kernel)
+        log_evidence = None
         if self.switch == "predictive":
             # Bayes' rule: q(z_t) ∝ prior(z_t | past) * p(x_t | z_t, past).
             prior = logits
             logits = prior + self._input_log_density(switch_in, h_in)
             log_evidence = ops.logsumexp(
-                ops.cast(logits, "float32"), axis=-1, keepdims=True
-            ) - ops.logsumexp(ops.cast(prior, "float32"), axis=-1,
-                              keepdims=True)
+                ops.cast(logits, "float32"), axis=-1
+            ) - ops.logsumexp(ops.cast(prior, "float32"), axis=-1)
         switch = ops.cast(self._switch(logits, noise, training), z.dtype)
 
         # Gates are (batch, K * units); viewed as (batch, K, units) where
@@ -526,12 +534,11 @@ class MarkovLSTMCell(
         new_states = [h, c]
         if self.markov_transition:
             new_states.append(switch)
-        output = h
-        if self.output_switches:
-            parts = [h, ops.cast(logits, h.dtype), switch]
-            if self.switch == "predictive":
-                parts.append(ops.cast(log_evidence, h.dtype))
-            output = ops.concatenate(parts, axis=-1)
+        output = self._output_layout().pack(
+            {"h": h, "logits": logits, "z": switch,
+             "log_evidence": log_evidence},
+            dtype=h.dtype,
+        )
         return output, new_states
 
     def _input_log_density(self, inputs, h):
@@ -756,15 +763,14 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         self.cell.temperature = value
 
     def _unpack(self, last_output, outputs, mask, training):
-        units, num_states = self.cell.units, self.cell.num_states
         if not self.cell.output_switches:
             return [outputs if self.return_sequences else last_output]
-        h_seq = outputs[..., :units]
-        switch_end = units + 2 * num_states
-        logits = ops.cast(outputs[..., units : units + num_states], "float32")
-        z = ops.cast(outputs[..., units + num_states : switch_end], "float32")
-        h = h_seq if self.return_sequences else last_output[..., :units]
-        log_q = ops.log_softmax(logits, axis=-1)
+        layout = self.cell._output_layout()
+        parts = layout.unpack(outputs)
+        h = parts["h"] if self.return_sequences else (
+            layout.unpack(last_output)["h"]
+        )
+        log_q = ops.log_softmax(ops.cast(parts["logits"], "float32"), axis=-1)
 
         def masked_mean(values):
             # Mean over the batch and the valid steps.
@@ -782,13 +788,13 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             entropy = -ops.sum(ops.exp(log_q) * log_q, axis=-1)
             self.add_loss(-self.entropy_weight * masked_mean(entropy))
         if self.input_likelihood_weight > 0:
-            log_evidence = ops.cast(outputs[..., switch_end], "float32")
+            log_evidence = ops.cast(parts["log_evidence"], "float32")
             self.add_loss(
                 -self.input_likelihood_weight * masked_mean(log_evidence)
             )
         if not self.return_switches:
             return [h]
-        return [h, ops.exp(log_q), z]
+        return [h, ops.exp(log_q), ops.cast(parts["z"], "float32")]
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, time = sequences_shape[0], sequences_shape[1]

@@ -17,6 +17,8 @@ from keras import tree
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
+from keras_mrnn._packed import SCALAR
+from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._rnn import recurrent_loop
@@ -222,16 +224,29 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             return None
         return self.packed_size(self.input_dim)
 
+    def _decoder_layout(self, input_dim):
+        """The decoder's parameters of a step, for `input_dim` features."""
+        if self.likelihood == "gaussian":
+            return PackedLayout([("x_loc", input_dim), ("x_scale", input_dim)])
+        return PackedLayout([("x_logits", input_dim)])
+
+    def _packed_layout(self, input_dim):
+        """The fields of the packed per-step output (see `unpack`)."""
+        latent = self.latent_dim
+        return PackedLayout([
+            ("h", self.units), ("kl", SCALAR), ("nll", SCALAR),
+            ("z", latent), ("prior_loc", latent), ("prior_scale", latent),
+            ("posterior_loc", latent), ("posterior_scale", latent),
+            *self._decoder_layout(input_dim).fields,
+        ])
+
     def decoder_size(self, input_dim):
         """Number of decoder parameters per step for `input_dim` features."""
-        return (2 if self.likelihood == "gaussian" else 1) * input_dim
+        return self._decoder_layout(input_dim).size
 
     def packed_size(self, input_dim):
         """Width of the packed per-step output for `input_dim` features."""
-        return (
-            self.units + 2 + 5 * self.latent_dim
-            + self.decoder_size(input_dim)
-        )
+        return self._packed_layout(input_dim).size
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -357,7 +372,8 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         return loc, scale
 
     def _decode(self, z, recurrent):
-        """Decoder parameters (float32) and the latent part of the input."""
+        """Decoder parameters (a dict of float32 tensors, see
+        `_decoder_layout`) and the latent part of the input."""
         hidden = self.hidden_units
         phi_z = self.activation(
             ops.matmul(ops.cast(z, self.compute_dtype), self.phi_z_kernel)
@@ -372,20 +388,18 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             + self.decoder_bias,
             "float32",
         )
+        params = self._decoder_layout(self.input_dim).unpack(params)
         if self.likelihood == "gaussian":
-            dim = self.input_dim
-            params = ops.concatenate([
-                params[:, :dim],
-                ops.softplus(params[:, dim:]) + self.min_scale,
-            ], axis=-1)
+            params["x_scale"] = (
+                ops.softplus(params["x_scale"]) + self.min_scale
+            )
         return params, latent_part[:, hidden:]
 
     def _decoder_distribution(self, params):
         tfd = _internals.distributions()
         if self.likelihood == "gaussian":
-            dim = self.input_dim
-            return tfd.Normal(params[:, :dim], params[:, dim:])
-        return tfd.Bernoulli(logits=params, dtype="float32")
+            return tfd.Normal(params["x_loc"], params["x_scale"])
+        return tfd.Bernoulli(logits=params["x_logits"], dtype="float32")
 
     def _transition(self, input_part, recurrent_part, states):
         units = self.units
@@ -470,13 +484,12 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         nll = -ops.sum(
             self._decoder_distribution(decoder_params).log_prob(x), axis=-1
         )
-        output = ops.concatenate([
-            ops.cast(new_states[0], "float32"),
-            ops.expand_dims(kl, -1),
-            ops.expand_dims(nll, -1),
-            z, prior_loc, prior_scale, loc, scale,
-            decoder_params,
-        ], axis=-1)
+        output = self._packed_layout(self.input_dim).pack({
+            "h": new_states[0], "kl": kl, "nll": nll, "z": z,
+            "prior_loc": prior_loc, "prior_scale": prior_scale,
+            "posterior_loc": loc, "posterior_scale": scale,
+            **decoder_params,
+        }, dtype="float32")
         return output, new_states
 
     def generate_step(self, states, decode="sample", seed_generator=None):
@@ -538,23 +551,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             A dict of tensors `(..., n)`; `kl` and `nll` are `(...)`.
         """
-        packed = ops.cast(packed, "float32")
-        names = ["h", "kl", "nll", "z", "prior_loc", "prior_scale",
-                 "posterior_loc", "posterior_scale"]
-        sizes = [self.units, 1, 1] + [self.latent_dim] * 5
-        if self.likelihood == "gaussian":
-            names += ["x_loc", "x_scale"]
-            sizes += [self.input_dim] * 2
-        else:
-            names += ["x_logits"]
-            sizes += [self.input_dim]
-        parts, start = {}, 0
-        for name, size in zip(names, sizes):
-            parts[name] = packed[..., start : start + size]
-            start += size
-        parts["kl"] = parts["kl"][..., 0]
-        parts["nll"] = parts["nll"][..., 0]
-        return parts
+        return self._packed_layout(self.input_dim).unpack(
+            ops.cast(packed, "float32")
+        )
 
     def get_config(self):
         config = {
@@ -782,10 +781,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         self.kl_tracker.update_state(kl, sample_weight=weights)
         self.nll_tracker.update_state(nll, sample_weight=weights)
         self.elbo_tracker.update_state(-(kl + nll), sample_weight=weights)
-        if self.return_sequences:
-            h = parts["h"]
-        else:
-            h = ops.cast(last_output[..., : self.cell.units], "float32")
+        h = parts["h"] if self.return_sequences else (
+            self.cell.unpack(last_output)["h"]
+        )
         return [ops.cast(h, self.compute_dtype)]
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
