@@ -7,22 +7,13 @@ scripts run and report finite, positive figures.
 import json
 import math
 import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _helpers import ROOT, run_python
 
 
 def run(script, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, (
-        result.stdout[-3000:] + result.stderr[-3000:]
-    )
-    return result.stdout
+    return run_python(os.path.join(ROOT, "benchmarks", script), *args,
+                      timeout=600).stdout
 
 
 def test_markov_lstm_speed_quick(tmp_path):

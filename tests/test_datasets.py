@@ -6,10 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from _helpers import MNIST_NPZ
 from keras_mrnn import datasets
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_NPZ = os.path.join(ROOT, "..", "shared", "data", "mnist.npz")
 
 
 # ------------------------------------------------------------ alien_signal

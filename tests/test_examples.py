@@ -10,16 +10,12 @@ KERAS_MRNN_ALL_EXAMPLES=1.
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _helpers import MNIST_NPZ, ROOT, run_python
+
 EXAMPLES = os.path.join(ROOT, "examples")
-MNIST_NPZ = os.path.normpath(
-    os.path.join(ROOT, "..", "shared", "data", "mnist.npz")
-)
 needs_mnist = pytest.mark.skipif(
     not os.path.isfile(MNIST_NPZ), reason=f"{MNIST_NPZ} not present"
 )
@@ -30,17 +26,10 @@ all_examples = pytest.mark.skipif(
 
 
 def run_example(name, *args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
-    env.pop("MNIST_NPZ", None)
-    result = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, name), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    assert result.returncode == 0, (
-        f"{name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n"
-        f"{result.stderr[-5000:]}"
-    )
-    return result.stdout
+    return run_python(
+        os.path.join(EXAMPLES, name), *args, timeout=timeout,
+        env={"MPLBACKEND": "Agg", "MNIST_NPZ": None},
+    ).stdout
 
 
 def check_outputs(output_dir, pngs):
@@ -186,12 +175,10 @@ def test_vrnn_mnist_quick(tmp_path):
 
 
 def test_bad_data_path_fails_clearly(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "mnist_sequence.py"),
-         "--quick", "--data", str(tmp_path / "missing.npz"),
-         "--output-dir", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    result = run_python(
+        os.path.join(EXAMPLES, "mnist_sequence.py"),
+        "--quick", "--data", str(tmp_path / "missing.npz"),
+        "--output-dir", str(tmp_path), timeout=300, check=False,
     )
     assert result.returncode != 0
     assert "FileNotFoundError" in result.stderr

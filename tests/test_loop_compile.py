@@ -6,10 +6,6 @@ random draws come from the same XLA kernels (XLA's stateless random numbers
 differ from TensorFlow's, so an uncompiled loop outside XLA draws other
 noise)."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -17,6 +13,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+import _helpers
 import keras_mrnn
 from keras_mrnn import _rnn
 from keras_mrnn import stateful
@@ -25,13 +22,11 @@ B, T, F = 3, 9, 2
 
 
 def make_layer(kind, loop_jit_compile, **kwargs):
+    """The Markov layer returns its switches and adds an entropy loss."""
     if kind == "markov":
-        kwargs = {"num_states": 3, "return_switches": True,
-                  "entropy_weight": 0.1, **kwargs}
-        return keras_mrnn.MarkovLSTM(
-            5, seed=0, loop_jit_compile=loop_jit_compile, **kwargs)
-    return keras_mrnn.VRNN(5, latent_dim=2, seed=0,
-                           loop_jit_compile=loop_jit_compile, **kwargs)
+        kwargs = {"return_switches": True, "entropy_weight": 0.1, **kwargs}
+    return _helpers.make_layer(kind, seed=0,
+                               loop_jit_compile=loop_jit_compile, **kwargs)
 
 
 def twins(kind, input_shape=(B, None, F), **kwargs):
@@ -334,12 +329,8 @@ def test_compiled_loop_under_mirrored_strategy_matches_one_device():
     test_reliability's test of the uncompiled loop. (Model-level
     jit_compile=True under MirroredStrategy fails inside TensorFlow on
     logical CPUs even for keras.layers.LSTM, so it is not tested.)"""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", MIRRORED],
-                          capture_output=True, text=True, timeout=500,
-                          env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = _helpers.last_json_line(
+        _helpers.run_python("-c", MIRRORED, timeout=500).stdout)
     assert results["replicas"] == 2
     for name in ("markov", "markov_stateful"):
         single = np.array(results[name]["single"])

@@ -6,23 +6,15 @@ import tensorflow as tf
 import keras
 
 import keras_mrnn
+from _helpers import numpy_switched_lstms, softmax
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
     """One Markov LSTM step from the equations of REFERENCES.md, in NumPy,
     with the K LSTMs taken one by one from `lstm_weights` and the switch
     weights read from the trailing columns."""
-    K, m = cell.num_states, cell.units
+    K = cell.num_states
     logits = (x @ cell.switch_kernel.numpy()
               + h @ cell.switch_recurrent_kernel.numpy()
               + cell.switch_bias.numpy())
@@ -33,18 +25,7 @@ def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
         z = np.eye(K)[q.argmax(-1)]
     else:
         z = q
-    hs, cs = [], []
-    for k in range(K):
-        wk, uk, bk = cell.lstm_weights(k)
-        pre = x @ wk + h @ uk + bk
-        i, f, g, o = np.split(pre, 4, axis=-1)
-        ck = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-        hk = sigmoid(o) * np.tanh(ck)
-        hs.append(hk)
-        cs.append(ck)
-    hs, cs = np.stack(hs, 1), np.stack(cs, 1)
-    h_new = np.einsum("bk,bkm->bm", z, hs)
-    c_new = np.einsum("bk,bkm->bm", z, cs)
+    h_new, c_new = numpy_switched_lstms(x, h, c, z, cell)
     return h_new, c_new, q, z, logits
 
 

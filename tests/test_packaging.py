@@ -4,8 +4,7 @@ import os
 import re
 
 import keras_mrnn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _helpers import ROOT
 
 
 def quick_start_commands():

@@ -7,25 +7,15 @@ absolute) covers its rounding on any device, TF32 matmuls aside (the
 autouse fixture of conftest.py turns TF32 off).
 """
 
-import math
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from _helpers import logsumexp, normal_log_pdf, numpy_switched_lstms
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 
 TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def logsumexp(a):
-    top = a.max(axis=-1, keepdims=True)
-    return (top + np.log(np.exp(a - top).sum(-1, keepdims=True)))[..., 0]
 
 
 def randomize(cell, seed=0):
@@ -47,24 +37,12 @@ def numpy_predictive_step(x, h, c, cell):
              + cell.switch_bias.numpy())
     mean = (h @ cell.switch_mean_kernel.numpy().astype("float64")
             + cell.switch_mean_bias.numpy()).reshape(-1, k_states, features)
-    log_scale = cell.switch_log_scale.numpy().astype("float64")
-    log_density = np.sum(
-        -0.5 * ((x[:, None, :] - mean) / np.exp(log_scale)) ** 2
-        - log_scale - 0.5 * math.log(2 * math.pi),
-        axis=-1,
-    )
+    scale = np.exp(cell.switch_log_scale.numpy().astype("float64"))
+    log_density = normal_log_pdf(x[:, None, :], mean, scale).sum(axis=-1)
     logits = prior + log_density
     log_evidence = logsumexp(logits) - logsumexp(prior)
     z = np.eye(k_states)[logits.argmax(-1)]
-    hs, cs = [], []
-    for k in range(k_states):
-        kernel, recurrent, bias = cell.lstm_weights(k)
-        i, f, g, o = np.split(x @ kernel + h @ recurrent + bias, 4, axis=-1)
-        c_k = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-        hs.append(sigmoid(o) * np.tanh(c_k))
-        cs.append(c_k)
-    h_new = np.einsum("bk,kbm->bm", z, np.stack(hs))
-    c_new = np.einsum("bk,kbm->bm", z, np.stack(cs))
+    h_new, c_new = numpy_switched_lstms(x, h, c, z, cell)
     return h_new, c_new, logits, z, log_evidence
 
 

@@ -2,21 +2,18 @@
 (keras_mrnn.datasets.MarkovSwitchingAR, normalized_mutual_information).
 
 Everything here is NumPy in float64: the checks are against closed forms
-(written out below) and large-sample statistics with stated tolerances.
+(written out below, with the normal log-density of _helpers.py) and
+large-sample statistics with stated tolerances.
 """
 
 import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
+from _helpers import normal_log_pdf
 from keras_mrnn import datasets
 
 PROCESS = datasets.MarkovSwitchingAR()
-
-
-def normal_log_pdf(x, mean, scale):
-    return (-0.5 * ((x - mean) / scale) ** 2
-            - np.log(scale * np.sqrt(2 * np.pi)))
 
 
 # ------------------------------------------------------------------ sample

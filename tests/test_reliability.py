@@ -2,27 +2,16 @@
 extreme temperatures, long sequences, mixed precision, non-finite inputs,
 saving a stateful model, and MirroredStrategy over 2 logical devices."""
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import keras
 
 import keras_mrnn
+from _helpers import MIRRORED_TRAINING, last_json_line, make_layer, run_python
 from keras_mrnn import stateful
 
 B, T, F = 4, 7, 3
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def make_layer(kind, **kwargs):
-    if kind == "markov":
-        return keras_mrnn.MarkovLSTM(5, num_states=3, seed=1, **kwargs)
-    return keras_mrnn.VRNN(5, latent_dim=2, seed=1, **kwargs)
 
 
 def finite(values):
@@ -206,13 +195,8 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
     Markov LSTM (per-replica state rows), and VRNN (posterior samples
     differ between the runs, hence the looser tolerance). Summed instead of
     averaged gradients would change the second epoch's loss by ~10%."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_mirrored_training.py")],
-        capture_output=True, text=True, timeout=400, env=env,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = last_json_line(
+        run_python(MIRRORED_TRAINING, timeout=400).stdout)
     assert results["replicas"] == 2
     for name, rtol in [("markov", 2e-3), ("markov_stateful", 2e-3),
                        ("vrnn", 2e-2)]:

@@ -9,39 +9,13 @@ import tensorflow as tf
 import keras
 
 import keras_mrnn
+from _helpers import (
+    B, F, T, state_arrays, stateful_data, stateful_model, stateful_test_layer,
+)
 from keras_mrnn import stateful
 from keras_mrnn.callbacks import ResetStates, StatefulEvaluation
 
-B, T, F = 4, 5, 2
 KINDS = ["markov", "vrnn"]
-
-
-def make_layer(kind, **kwargs):
-    if kind == "markov":
-        return keras_mrnn.MarkovLSTM(6, num_states=3, seed=3, **kwargs)
-    return keras_mrnn.VRNN(
-        6, latent_dim=2, seed=3, inference_latent="mean", **kwargs
-    )
-
-
-def make_model(kind, jit_compile=False, batch_size=B, window=T):
-    """Stateful layer -> Dense(1), MSE (plus the VRNN's own ELBO)."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input(batch_shape=(batch_size, window, F))
-    h = make_layer(kind, stateful=True)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(1)(h))
-    model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=jit_compile)
-    return model
-
-
-def data(n, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, T, F)).astype("float32")
-    return x, x[:, :, :1].sum(axis=1)
-
-
-def state_arrays(model):
-    return [np.array(s) for s in stateful.get_states(model)]
 
 
 # ------------------------------------------------- make / merge batches
@@ -124,7 +98,7 @@ def nested_model():
     followed by a stateful RNN of stacked Keras cells."""
     inner = keras.Sequential([
         keras.Input(batch_shape=(B, T, F)),
-        keras.layers.Bidirectional(make_layer(
+        keras.layers.Bidirectional(stateful_test_layer(
             "markov", stateful=True, return_sequences=True)),
     ])
     inputs = keras.Input(batch_shape=(B, T, F))
@@ -144,15 +118,15 @@ def test_reset_states_reaches_nested_bidirectional_and_stacked_cells():
     )
     weights = {id(w) for w in model.weights}
     assert not any(id(v) in weights for v in variables)  # Keras fact
-    model.predict(data(B)[0], batch_size=B, verbose=0)
+    model.predict(stateful_data(B)[0], batch_size=B, verbose=0)
     assert all(np.abs(s).sum() > 0 for s in state_arrays(model))
     assert keras_mrnn.reset_states(model) == 3
     assert all(np.abs(s).sum() == 0 for s in state_arrays(model))
 
 
 def test_get_set_and_preserved_states_round_trip():
-    model = make_model("markov")
-    x, _ = data(8)
+    model = stateful_model("markov")
+    x, _ = stateful_data(8)
     model.predict(x[:B], batch_size=B, verbose=0)
     saved = stateful.get_states(model)
     with stateful.preserved_states(model) as snapshot:
@@ -168,7 +142,7 @@ def test_get_set_and_preserved_states_round_trip():
 
 
 def test_state_helpers_reject_bad_arguments():
-    model = make_model("markov")
+    model = stateful_model("markov")
     with pytest.raises(TypeError, match="model=.*ndarray"):
         keras_mrnn.reset_states(np.zeros(3))
     with pytest.raises(ValueError, match="must hold 2 arrays.*Received 1"):
@@ -182,7 +156,7 @@ def test_state_helpers_reject_bad_arguments():
 # ---------------------------------------------------- the batch guard
 @pytest.mark.parametrize("kind", KINDS)
 def test_eager_call_with_wrong_batch_raises_value_error(kind):
-    layer = make_layer(kind, stateful=True)
+    layer = stateful_test_layer(kind, stateful=True)
     layer(np.zeros((B, T, F), "float32"))
     with pytest.raises(ValueError, match="stateful with batch size 4.*: 1"):
         layer(np.zeros((1, T, F), "float32"))
@@ -233,8 +207,8 @@ def test_last_batch_of_one_is_an_error_not_corrupted_states(
         # (TensorFlow escapes the quotes around the layer's name.)
         words = (rf"Layer .{{1,2}}{kind}\w*.{{1,2}} is stateful with batch "
                  r"size 4.*make_stateful_batches")
-    x, y = data(9)
-    model = make_model(kind, jit_compile=jit_compile)
+    x, y = stateful_data(9)
+    model = stateful_model(kind, jit_compile=jit_compile)
     for call in calls:
         keras_mrnn.reset_states(model)
         recorder = Recorder()
@@ -261,8 +235,8 @@ def test_last_batch_of_one_is_an_error_not_corrupted_states(
 
 
 def test_static_batch_of_a_dataset_is_checked_at_trace_time():
-    model = make_model("markov")
-    x, y = data(6)
+    model = stateful_model("markov")
+    x, y = stateful_data(6)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
         3, drop_remainder=True
     )
@@ -291,14 +265,14 @@ def test_stateful_windows_equal_one_pass_over_each_stream(kind, kernel_tol):
     x = stateful.make_stateful_batches(series, batch_size=B, window=window)
 
     keras.utils.set_random_seed(0)
-    chunked = make_layer(kind, stateful=True, return_sequences=True)
+    chunked = stateful_test_layer(kind, stateful=True, return_sequences=True)
     model = keras.Sequential(
         [keras.Input(batch_shape=(B, window, F)), chunked]
     )
     out = model.predict(x, batch_size=B, verbose=0)
     merged = stateful.merge_stateful_batches(out, B)
 
-    whole = make_layer(kind, return_sequences=True)
+    whole = stateful_test_layer(kind, return_sequences=True)
     streams = series.reshape(B, length // B, F)
     whole.build(streams.shape)
     whole.set_weights(chunked.get_weights())
@@ -326,8 +300,8 @@ class StateProbe(keras.callbacks.Callback):
 
 
 def test_reset_states_callback_every_epoch_and_every_n_batches():
-    model = make_model("markov")
-    x, y = data(6 * B)  # 6 batches per epoch
+    model = stateful_model("markov")
+    x, y = stateful_data(6 * B)  # 6 batches per epoch
     probe = StateProbe()
     model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
               callbacks=[ResetStates(every_n_batches=2), probe])
@@ -349,12 +323,13 @@ def test_reset_states_callback_rejects_bad_arguments():
         ResetStates(every_n_batches=1.5)
     with pytest.raises(ValueError, match="every_n_batches=0"):
         ResetStates(every_n_batches=0)
-    plain = keras.Sequential([keras.Input((T, F)), make_layer("markov")])
+    plain = keras.Sequential(
+        [keras.Input((T, F)), stateful_test_layer("markov")])
     plain.compile("adam", "mse")
-    x, _ = data(B)
+    x, _ = stateful_data(B)
     with pytest.raises(ValueError, match="no built stateful"):
         plain.fit(x, np.zeros((B, 6)), verbose=0, callbacks=[ResetStates()])
-    model = make_model("markov")
+    model = stateful_model("markov")
     model.compile("adam", "mse", steps_per_execution=2)
     with pytest.raises(ValueError, match="multiple of .*steps_per_execution"):
         model.fit(x, np.zeros((B, 1)), batch_size=B, verbose=0,
@@ -366,13 +341,13 @@ def test_stateful_evaluation_does_not_disturb_training():
     of training without it (a plain evaluate, as run by Keras's
     validation_data, moves them), and its val_loss is the loss of an
     evaluation from zero states."""
-    x, y = data(2 * B, seed=0)
-    x_val, y_val = data(2 * B, seed=1)
+    x, y = stateful_data(2 * B, seed=0)
+    x_val, y_val = stateful_data(2 * B, seed=1)
     fit = dict(batch_size=B, epochs=2, shuffle=False, verbose=0)
 
-    plain = make_model("markov")
+    plain = stateful_model("markov")
     plain.fit(x, y, **fit)
-    evaluated = make_model("markov")
+    evaluated = stateful_model("markov")
     callback = StatefulEvaluation(x_val, y_val, batch_size=B)
     history = evaluated.fit(x, y, callbacks=[callback], **fit)
 
@@ -414,9 +389,9 @@ def test_stateful_evaluation_rejects_bad_arguments():
 def test_stateful_evaluation_defaults_to_the_stateful_batch_size():
     """Without batch_size, arrays are evaluated in batches of the model's
     stateful batch size (evaluate's default of 32 would trip the guard)."""
-    x, y = data(2 * B, seed=0)
-    x_val, y_val = data(2 * B, seed=1)
-    model = make_model("markov")
+    x, y = stateful_data(2 * B, seed=0)
+    x_val, y_val = stateful_data(2 * B, seed=1)
+    model = stateful_model("markov")
     callback = StatefulEvaluation(x_val, y_val)
     history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False,
                         verbose=0, callbacks=[callback])

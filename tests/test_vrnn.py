@@ -12,9 +12,8 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_mrnn  # noqa: E402
+from _helpers import normal_log_pdf, sigmoid  # noqa: E402
 from keras_mrnn.callbacks import KLWarmup  # noqa: E402
-
-LOG_2PI = np.log(2.0 * np.pi)
 
 
 def np_(x):
@@ -29,10 +28,6 @@ def relu(a):
     return np.maximum(a, 0.0)
 
 
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
 def gaussian_kl(m1, s1, m0, s0):
     """KL(N(m1, s1^2) || N(m0, s0^2)) summed over the last axis."""
     return np.sum(
@@ -42,10 +37,7 @@ def gaussian_kl(m1, s1, m0, s0):
 
 
 def gaussian_nll(x, loc, scale):
-    return np.sum(
-        0.5 * LOG_2PI + np.log(scale) + (x - loc) ** 2 / (2.0 * scale**2),
-        axis=-1,
-    )
+    return -np.sum(normal_log_pdf(x, loc, scale), axis=-1)
 
 
 def bernoulli_nll(x, logits):
@@ -595,10 +587,6 @@ def test_unit_forget_bias_sets_the_forget_block_as_keras_lstm_cell_does():
 
 
 # ------------------------------------------- masked steps in log_likelihood
-def gaussian_log_prob(x, loc, scale):
-    return -0.5 * LOG_2PI - np.log(scale) - (x - loc) ** 2 / (2.0 * scale**2)
-
-
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 @pytest.mark.parametrize("masked", ["leading", "middle"])
 def test_log_likelihood_with_masked_steps_matches_numpy(
@@ -628,9 +616,9 @@ def test_log_likelihood_with_masked_steps_matches_numpy(
            layer.infer(x, latent="sample", seed=4, mask=mask).items()}
     v = mask[..., None]
     z = out["z"]
-    log_prior = gaussian_log_prob(
+    log_prior = normal_log_pdf(
         z, out["prior_loc"], np.where(v, out["prior_scale"], 1.0))
-    log_post = gaussian_log_prob(
+    log_post = normal_log_pdf(
         z, out["posterior_loc"], np.where(v, out["posterior_scale"], 1.0))
     per_step = np.sum(log_prior - log_post, axis=-1) - out["nll"]
     want = np.sum(np.where(mask, per_step, 0.0), axis=1)

@@ -1,0 +1,143 @@
+"""Helpers shared by the test files: paths, running Python in a new
+process, the NumPy maths the tests compare the layers with, and small
+layers and stateful models.
+
+A plain module, imported as `_helpers` (pytest puts tests/ on the path, as
+the folder of conftest.py); conftest.py keeps the fixtures.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+import keras_mrnn
+from keras_mrnn import stateful
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+MNIST_NPZ = os.path.normpath(
+    os.path.join(ROOT, "..", "shared", "data", "mnist.npz")
+)
+# Trains on one device and under MirroredStrategy over 2 logical CPUs.
+MIRRORED_TRAINING = os.path.join(TESTS, "_mirrored_training.py")
+
+
+# ------------------------------------------------------ a new process
+def run_python(*args, timeout=600, env=None, check=True):
+    """Runs `python *args` from the repository root in a new process.
+
+    For what must be set before TensorFlow starts (logical devices) and for
+    the scripts of the repository. TensorFlow's C++ logging is quiet;
+    `env` adds variables to the environment (or removes those set to
+    None). With `check`, fails the test with the end of the process's
+    output unless it exits with 0. Returns the `CompletedProcess`.
+    """
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=environment,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"python {' '.join(args)[:300]} failed:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
+
+
+def last_json_line(stdout):
+    """The JSON object a script printed on its last line."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------- NumPy maths
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def logsumexp(a):
+    top = a.max(axis=-1, keepdims=True)
+    return (top + np.log(np.exp(a - top).sum(-1, keepdims=True)))[..., 0]
+
+
+def normal_log_pdf(x, mean, scale):
+    """log N(x; mean, scale^2), elementwise."""
+    return (-0.5 * ((x - mean) / scale) ** 2
+            - np.log(scale * np.sqrt(2 * np.pi)))
+
+
+def numpy_switched_lstms(x, h, c, z, cell):
+    """One step of the K LSTMs of a `MarkovLSTMCell`, each with its own
+    weights (`cell.lstm_weights(k)`, gates i, f, g, o), mixed by the switch
+    `z` of shape (batch, K): returns the new h and c."""
+    hs, cs = [], []
+    for k in range(cell.num_states):
+        kernel, recurrent, bias = cell.lstm_weights(k)
+        i, f, g, o = np.split(x @ kernel + h @ recurrent + bias, 4, axis=-1)
+        c_k = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        hs.append(sigmoid(o) * np.tanh(c_k))
+        cs.append(c_k)
+    h_new = np.einsum("bk,kbm->bm", z, np.stack(hs))
+    c_new = np.einsum("bk,kbm->bm", z, np.stack(cs))
+    return h_new, c_new
+
+
+# ------------------------------------------------------------ layers
+def make_layer(kind, units=5, seed=1, **kwargs):
+    """A small layer of either kind: `"markov"`, a `MarkovLSTM` with 3
+    states unless `num_states` says otherwise, or `"vrnn"`, a `VRNN` with a
+    latent of 2."""
+    if kind == "markov":
+        return keras_mrnn.MarkovLSTM(
+            units, seed=seed, **{"num_states": 3, **kwargs})
+    if kind == "vrnn":
+        return keras_mrnn.VRNN(units, latent_dim=2, seed=seed, **kwargs)
+    raise ValueError(f"Unknown kind of layer: {kind!r}.")
+
+
+# -------------------------------------------- the stateful test models
+# Batch size, window (time steps) and features of the stateful models.
+B, T, F = 4, 5, 2
+
+
+def stateful_test_layer(kind, **kwargs):
+    """6 units, seed 3; the VRNN takes the posterior mean at inference, so
+    that both kinds are deterministic there."""
+    if kind == "vrnn":
+        kwargs = {"inference_latent": "mean", **kwargs}
+    return make_layer(kind, units=6, seed=3, **kwargs)
+
+
+def stateful_model(kind, jit_compile=False, batch_size=B, window=T):
+    """Stateful layer -> Dense(1), MSE (plus the VRNN's own ELBO)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(batch_shape=(batch_size, window, F))
+    h = stateful_test_layer(kind, stateful=True)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    model.compile(keras.optimizers.Adam(1e-2), "mse", jit_compile=jit_compile)
+    return model
+
+
+def stateful_data(n, seed=0):
+    """n windows (n, T, F) and the sum of their first feature (n, 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, T, F)).astype("float32")
+    return x, x[:, :, :1].sum(axis=1)
+
+
+def state_arrays(model):
+    return [np.array(s) for s in stateful.get_states(model)]
