@@ -4,7 +4,7 @@
 Run as a script (by tests/test_reliability.py, in a subprocess): the logical
 devices must be configured before TensorFlow initializes. With the argument
 `stateful_evaluation` it checks `callbacks.StatefulEvaluation` instead (for
-tests/test_callbacks_distributed.py).
+tests/test_callbacks.py).
 """
 
 import json

@@ -363,58 +363,6 @@ def test_temperature_is_read_by_a_compiled_step():
     assert switches.experimental_get_tracing_count() == 1
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_scheduler_changes_temperature_inside_compiled_fit(jit_compile):
-    rng = np.random.default_rng(19)
-    x = rng.normal(size=(16, 5, 2)).astype("float32")
-    y = rng.integers(0, 2, size=(16, 1)).astype("float32")
-    model = keras.Sequential([
-        keras.Input((5, 2)),
-        keras.layers.Bidirectional(MarkovLSTM(4, num_states=3)),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
-    seen = []
-
-    class Probe(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append([c._temperature.numpy()
-                         for c in keras_mrnn.callbacks.markov_cells(model)])
-
-    model.compile("adam", "binary_crossentropy", jit_compile=jit_compile)
-    scheduler = keras_mrnn.callbacks.GumbelTemperatureScheduler(
-        initial=5.0, rate=0.8, minimum=1.0)
-    history = model.fit(x, y, epochs=4, batch_size=16, verbose=0,
-                        callbacks=[scheduler, Probe()])
-    want = [max(5.0 * np.exp(-0.8 * e), 1.0) for e in range(4)]
-    assert want[-2] > 1.0 and want[-1] == 1.0  # the floor is reached
-    np.testing.assert_allclose(history.history["temperature"], want,
-                               rtol=1e-6)
-    assert len(keras_mrnn.callbacks.markov_cells(model)) == 2
-    np.testing.assert_allclose(np.array(seen), np.repeat(
-        np.array(want)[:, None], 2, axis=1), rtol=1e-6)
-
-
-def test_scheduler_reaches_nested_models():
-    inner = keras.Sequential([keras.Input((5, 2)),
-                              keras.layers.RNN(MarkovLSTMCell(3))])
-    outer = keras.Sequential([keras.Input((5, 2)), inner,
-                              keras.layers.Dense(1)])
-    outer.compile("sgd", "mse")
-    outer.fit(np.zeros((4, 5, 2)), np.zeros((4, 1)), epochs=2, verbose=0,
-              callbacks=[keras_mrnn.callbacks.GumbelTemperatureScheduler(
-                  2.0, 1.0, 0.5)])
-    assert inner.layers[0].cell.temperature == pytest.approx(
-        max(2.0 * np.exp(-1.0), 0.5))
-
-
-def test_scheduler_without_markov_cells_is_an_error():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
-    with pytest.raises(ValueError, match="no MarkovLSTMCell"):
-        model.fit(np.zeros((2, 3)), np.zeros((2, 1)), verbose=0,
-                  callbacks=[keras_mrnn.callbacks.GumbelTemperatureScheduler()])
-
-
 # ------------------------------------------------------------- saving
 def test_save_and_load_round_trip(tmp_path):
     rng = np.random.default_rng(20)
@@ -596,8 +544,6 @@ def test_flags_must_be_booleans_and_weights_need_a_build():
         MarkovLSTM(4, return_switches="False")
     with pytest.raises(ValueError, match="build it"):
         MarkovLSTMCell(4).lstm_weights(0)
-    with pytest.raises(ValueError, match="minimum=1.0"):
-        keras_mrnn.callbacks.GumbelTemperatureScheduler(0.5, minimum=1.0)
     with pytest.raises(ValueError, match="temperature=0.0"):
         keras_mrnn.gumbel.gumbel_softmax(np.zeros((2, 3)), temperature=0.0)
 

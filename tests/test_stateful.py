@@ -1,7 +1,7 @@
-"""Tests of keras_mrnn.stateful and the ResetStates / StatefulEvaluation
-callbacks: layout of stateful batches, state resets in nested models, the
-batch-size guard in fit/evaluate/predict (with and without XLA), and
-evaluation that leaves the training states untouched."""
+"""Tests of keras_mrnn.stateful: layout of stateful batches, state resets
+in nested models, the batch-size guard in fit/evaluate/predict (with and
+without XLA), and state carrying end to end. The ResetStates and
+StatefulEvaluation callbacks are tested in test_callbacks.py."""
 
 import numpy as np
 import pytest
@@ -13,7 +13,6 @@ from _helpers import (
     B, F, T, state_arrays, stateful_data, stateful_model, stateful_test_layer,
 )
 from keras_mrnn import stateful
-from keras_mrnn.callbacks import ResetStates, StatefulEvaluation
 
 KINDS = ["markov", "vrnn"]
 
@@ -283,119 +282,3 @@ def test_stateful_windows_equal_one_pass_over_each_stream(kind, kernel_tol):
         merged, expected.reshape(length, -1),
         **kernel_tol(rtol=1e-4, atol=1e-5)
     )
-
-
-# ---------------------------------------------------------- callbacks
-class StateProbe(keras.callbacks.Callback):
-    """Records, at each batch start, whether all states are zero."""
-
-    def __init__(self):
-        super().__init__()
-        self.zero = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.zero.append(
-            all(np.abs(s).sum() == 0 for s in stateful.get_states(self.model))
-        )
-
-
-def test_reset_states_callback_every_epoch_and_every_n_batches():
-    model = stateful_model("markov")
-    x, y = stateful_data(6 * B)  # 6 batches per epoch
-    probe = StateProbe()
-    model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
-              callbacks=[ResetStates(every_n_batches=2), probe])
-    assert probe.zero == [True, False] * 3 * 2
-
-    probe = StateProbe()
-    model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
-              callbacks=[ResetStates(), probe])
-    assert probe.zero == ([True] + [False] * 5) * 2
-
-    probe = StateProbe()  # without the callback, nothing resets (Keras)
-    model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0,
-              callbacks=[probe])
-    assert probe.zero == [False] * 6
-
-
-def test_reset_states_callback_rejects_bad_arguments():
-    with pytest.raises(TypeError, match="every_n_batches=1.5"):
-        ResetStates(every_n_batches=1.5)
-    with pytest.raises(ValueError, match="every_n_batches=0"):
-        ResetStates(every_n_batches=0)
-    plain = keras.Sequential(
-        [keras.Input((T, F)), stateful_test_layer("markov")])
-    plain.compile("adam", "mse")
-    x, _ = stateful_data(B)
-    with pytest.raises(ValueError, match="no built stateful"):
-        plain.fit(x, np.zeros((B, 6)), verbose=0, callbacks=[ResetStates()])
-    model = stateful_model("markov")
-    model.compile("adam", "mse", steps_per_execution=2)
-    with pytest.raises(ValueError, match="multiple of .*steps_per_execution"):
-        model.fit(x, np.zeros((B, 1)), batch_size=B, verbose=0,
-                  callbacks=[ResetStates(every_n_batches=3)])
-
-
-def test_stateful_evaluation_does_not_disturb_training():
-    """Training with StatefulEvaluation gives exactly the weights and states
-    of training without it (a plain evaluate, as run by Keras's
-    validation_data, moves them), and its val_loss is the loss of an
-    evaluation from zero states."""
-    x, y = stateful_data(2 * B, seed=0)
-    x_val, y_val = stateful_data(2 * B, seed=1)
-    fit = dict(batch_size=B, epochs=2, shuffle=False, verbose=0)
-
-    plain = stateful_model("markov")
-    plain.fit(x, y, **fit)
-    evaluated = stateful_model("markov")
-    callback = StatefulEvaluation(x_val, y_val, batch_size=B)
-    history = evaluated.fit(x, y, callbacks=[callback], **fit)
-
-    for a, b in zip(plain.get_weights(), evaluated.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(state_arrays(plain), state_arrays(evaluated)):
-        np.testing.assert_array_equal(a, b)
-    # A plain evaluate (what fit's validation_data runs) moves the states.
-    plain.evaluate(x_val, y_val, batch_size=B, verbose=0)
-    assert any(
-        not np.allclose(a, b)
-        for a, b in zip(state_arrays(plain), state_arrays(evaluated))
-    )
-    assert len(history.history["val_loss"]) == 2
-    before = state_arrays(evaluated)
-    loss = stateful.evaluate_preserving_states(
-        evaluated, x_val, y_val, batch_size=B, verbose=0
-    )
-    np.testing.assert_allclose(history.history["val_loss"][-1], loss,
-                               rtol=1e-6)
-    for a, b in zip(state_arrays(evaluated), before):
-        np.testing.assert_array_equal(a, b)
-    keras_mrnn.reset_states(evaluated)
-    np.testing.assert_allclose(
-        evaluated.evaluate(x_val, y_val, batch_size=B, verbose=0), loss,
-        rtol=1e-6,
-    )
-
-
-def test_stateful_evaluation_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="x=None"):
-        StatefulEvaluation(None)
-    with pytest.raises(TypeError, match="prefix=3"):
-        StatefulEvaluation(np.zeros(3), prefix=3)
-    with pytest.raises(ValueError, match="every_n_epochs=0"):
-        StatefulEvaluation(np.zeros(3), every_n_epochs=0)
-
-
-def test_stateful_evaluation_defaults_to_the_stateful_batch_size():
-    """Without batch_size, arrays are evaluated in batches of the model's
-    stateful batch size (evaluate's default of 32 would trip the guard)."""
-    x, y = stateful_data(2 * B, seed=0)
-    x_val, y_val = stateful_data(2 * B, seed=1)
-    model = stateful_model("markov")
-    callback = StatefulEvaluation(x_val, y_val)
-    history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False,
-                        verbose=0, callbacks=[callback])
-    loss = stateful.evaluate_preserving_states(
-        model, x_val, y_val, batch_size=B, verbose=0)
-    np.testing.assert_allclose(history.history["val_loss"][-1], loss,
-                               rtol=1e-6)

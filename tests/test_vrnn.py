@@ -13,7 +13,6 @@ from keras import ops  # noqa: E402
 
 import keras_mrnn  # noqa: E402
 from _helpers import normal_log_pdf, sigmoid  # noqa: E402
-from keras_mrnn.callbacks import KLWarmup  # noqa: E402
 
 
 def np_(x):
@@ -297,65 +296,6 @@ def test_fit_decreases_negative_elbo_and_reports_metrics():
     assert -history["vrnn_elbo"][-1] < -history["vrnn_elbo"][0] - 0.5
     # Per-step features for later layers.
     assert model.predict(x[:4], verbose=0).shape == (4, 16)
-
-
-def test_kl_warmup_changes_the_weight_inside_an_xla_step():
-    x = np.random.RandomState(12).normal(size=(8, 5, 2)).astype("float32")
-    keras.utils.set_random_seed(0)
-    layer = keras_mrnn.VRNN(4, latent_dim=2, seed=0, name="vrnn")
-    model = keras.Sequential([keras.Input((5, 2)), layer])
-    model.compile(keras.optimizers.Adam(1e-2), jit_compile=True)
-    history = model.fit(
-        x, epochs=3, batch_size=8, verbose=0,
-        callbacks=[KLWarmup(2, unit="epoch", initial=0.0, final=1.0)],
-    ).history
-    assert history["kl_weight"] == [0.0, 0.5, 1.0]
-    kl, nll = np.array(history["vrnn_kl"]), np.array(history["vrnn_nll"])
-    # The loss seen by the optimizer is NLL + w * KL, w read in the XLA step.
-    np.testing.assert_allclose(
-        history["loss"], nll + np.array(history["kl_weight"]) * kl,
-        rtol=1e-4, atol=1e-5)
-    assert kl[0] > 1e-3
-    assert layer.kl_weight == 1.0
-
-
-@pytest.mark.parametrize("steps_per_execution", [1, 2])
-def test_kl_warmup_per_batch_counts_batches_not_callback_calls(
-    steps_per_execution,
-):
-    x = np.random.RandomState(3).normal(size=(16, 4, 2)).astype("float32")
-    layer = keras_mrnn.VRNN(4, latent_dim=2, seed=0, name="vrnn")
-    model = keras.Sequential([keras.Input((4, 2)), layer])
-    model.compile("adam", steps_per_execution=steps_per_execution)
-    warmup = KLWarmup(8, unit="batch")
-    seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            seen.append(layer.kl_weight)
-
-    # 4 batches per epoch; 2 epochs, then a second fit of 1 epoch.
-    callbacks = [warmup, Record()]
-    model.fit(x, batch_size=4, epochs=2, verbose=0, callbacks=callbacks)
-    model.fit(x, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
-    batches = np.arange(0, 12, steps_per_execution)
-    np.testing.assert_allclose(seen, np.minimum(batches / 8, 1.0))
-
-
-def test_kl_warmup_per_batch_schedule_and_errors():
-    warmup = KLWarmup(4, unit="batch", initial=0.2, final=1.0)
-    assert [warmup.schedule(s) for s in range(6)] == pytest.approx(
-        [0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
-    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Dense(1)])
-    warmup.set_model(model)
-    with pytest.raises(ValueError, match="no VRNN"):
-        warmup.on_train_begin()
-    with pytest.raises(ValueError, match="duration=0"):
-        KLWarmup(0)
-    with pytest.raises(ValueError, match="unit='step'"):
-        KLWarmup(3, unit="step")
-    with pytest.raises(ValueError, match="initial=-1"):
-        KLWarmup(3, initial=-1.0)
 
 
 # ------------------------------------------------------------------ stateful
