@@ -10,13 +10,20 @@ is the package's only entry to Keras's loop: the layers' calls and
 `VRNN`'s analysis methods all run through it.
 """
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
+from keras import activations
+from keras import constraints
+from keras import initializers
 from keras import ops
+from keras import regularizers
 from keras import tree
 
 from keras_mrnn import _internals
 from keras_mrnn import _stateful_guard
+from keras_mrnn import _validation as check
 
 
 def recurrent_loop(step, inputs, initial_state, go_backwards=False,
@@ -70,11 +77,32 @@ def recurrent_loop(step, inputs, initial_state, go_backwards=False,
     return last_output, outputs, list(states)
 
 
+def constructor_arguments(cls):
+    """The names of the named arguments of `cls.__init__`, in order."""
+    return tuple(
+        parameter.name
+        for parameter in inspect.signature(cls.__init__).parameters.values()
+        if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        and parameter.name != "self"
+    )
+
+
+# How a cell argument is saved, by the end of its name; the others are saved
+# as the attribute of the same name holds them.
+_SERIALIZERS = (
+    ("activation", activations.serialize),
+    ("_initializer", initializers.serialize),
+    ("_regularizer", regularizers.serialize),
+    ("_constraint", constraints.serialize),
+)
+
+
 class SteppedCell:
     """Mixin for cells with `project_inputs(inputs, training)` and
     `step(projected, states, training)`: gives them the standard cell
-    `call` (so they also work in a plain `keras.layers.RNN`) and zero
-    initial states."""
+    `call` (so they also work in a plain `keras.layers.RNN`), zero
+    initial states, and a `get_config` that saves every argument of the
+    constructor from the attribute of the same name."""
 
     def call(self, inputs, states, training=False):
         projected = self.project_inputs(inputs, training=training)
@@ -86,11 +114,31 @@ class SteppedCell:
             for size in self.state_size
         ]
 
+    def get_config(self):
+        config = {}
+        for name in constructor_arguments(type(self)):
+            value = getattr(self, name)
+            for suffix, serialize in _SERIALIZERS:
+                if name.endswith(suffix):
+                    value = serialize(value)
+                    break
+            config[name] = value
+        return {**super().get_config(), **config}
+
 
 class SteppedRNN:
     """Mixin for subclasses of `keras.layers.RNN` whose cell is a
     `SteppedCell`. Subclasses implement `_unpack(last_output, outputs, mask,
-    training)` returning a list of output tensors, and `_needs_all_outputs`.
+    training)` returning a list of output tensors, and set
+    `_needs_all_outputs`, `_cell_class`, `_cell_name` and
+    `_derived_cell_arguments`, and `_extra_output_widths` when they return
+    per-step outputs after the main one.
+
+    The layer takes the arguments of its cell's constructor as its own
+    (`_make_cell` builds the cell from them, `get_config` saves them, and
+    `from_config` builds the layer, and so the cell, again from them), but
+    for `_derived_cell_arguments`, which the layer derives from its other
+    arguments.
 
     It takes one constructor argument of its own, which subclasses pass on
     through `**kwargs` (and which `get_config` saves):
@@ -116,6 +164,9 @@ class SteppedRNN:
     """
 
     _needs_all_outputs = False
+    _cell_class = None
+    _cell_name = None
+    _derived_cell_arguments = ()
 
     def __init__(self, *args, loop_jit_compile="auto", **kwargs):
         if not (
@@ -130,11 +181,82 @@ class SteppedRNN:
         self.loop_jit_compile = loop_jit_compile
         super().__init__(*args, **kwargs)
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "loop_jit_compile": self.loop_jit_compile,
+    @classmethod
+    def _cell_arguments(cls):
+        """The cell's constructor arguments that are the layer's too."""
+        return tuple(
+            name for name in constructor_arguments(cls._cell_class)
+            if name not in cls._derived_cell_arguments
+        )
+
+    def _make_cell(self, kwargs, **arguments):
+        """The layer's cell, from the layer's arguments.
+
+        Args:
+            kwargs: The layer's `**kwargs`: the cell's other arguments are
+                popped from it, `dtype` and `trainable` read.
+            **arguments: The cell's arguments that the layer names itself,
+                and its `_derived_cell_arguments`.
+
+        Returns:
+            A new `_cell_class`.
+        """
+        cell_kwargs = {
+            name: kwargs.pop(name) for name in self._cell_arguments()
+            if name in kwargs and name not in arguments
         }
+        return self._cell_class(
+            **arguments,
+            **cell_kwargs,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name=self._cell_name,
+        )
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        check.sequence_shape(self.name, sequences_shape)
+        super().build(sequences_shape, initial_state_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        # The cell is saved as the layer's arguments, which build it again.
+        del config["cell"]
+        cell_config = self.cell.get_config()
+        for name in self._cell_arguments():
+            config[name] = cell_config[name]
+        config["loop_jit_compile"] = self.loop_jit_compile
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _extra_output_widths(self):
+        """The widths of the `(batch, time, width)` outputs that follow the
+        main output (and precede the states)."""
+        return []
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, time = sequences_shape[0], sequences_shape[1]
+        units = self.cell.units
+        if self.return_sequences:
+            shapes = [(batch, time, units)]
+        else:
+            shapes = [(batch, units)]
+        shapes += [(batch, time, width)
+                   for width in self._extra_output_widths()]
+        if self.return_state:
+            shapes += [(batch, size) for size in self.cell.state_size]
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)
+
+    def compute_mask(self, _, mask):
+        if mask is not None:
+            mask = tree.flatten(mask)[0]
+        masks = [mask if self.return_sequences else None]
+        masks += [mask] * len(self._extra_output_widths())
+        if self.return_state:
+            masks += [None] * len(self.cell.state_size)
+        return masks[0] if len(masks) == 1 else masks
 
     def _compiles_loop(self):
         """Whether this call runs its loop in an XLA-compiled function."""
@@ -311,6 +433,23 @@ class SteppedRNN:
         if len(results) == 1:
             return results[0]
         return tuple(results)
+
+    def _step_weights(self, mask, like):
+        """Float32 weights `(batch, time)` of the steps for `_unpack`: 1 for
+        a valid step, 0 for a masked one (ones like `like` without a mask),
+        in the order of the outputs."""
+        if mask is None:
+            return ops.ones_like(like)
+        weights = ops.cast(mask, "float32")
+        if self.go_backwards:
+            # Outputs come in processing order: so must the mask.
+            weights = ops.flip(weights, axis=1)
+        return weights
+
+    @staticmethod
+    def _weighted_mean(values, weights):
+        """The mean of `values` over the batch and the valid steps."""
+        return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
 
     def _run_loop(self, sequences, initial_state, mask, training):
         """Runs the cell over the sequences: `(last_output, outputs,

@@ -9,7 +9,6 @@ from keras import constraints
 from keras import initializers
 from keras import ops
 from keras import regularizers
-from keras import tree
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
@@ -18,6 +17,7 @@ from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
+from keras_mrnn._scheduled import ScheduledScalar
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
 SWITCHES = ("linear", "predictive")
@@ -162,9 +162,7 @@ class MarkovLSTMCell(
         super().__init__(**kwargs)
         self.units = check.positive_int("units", units)
         self.num_states = check.positive_int("num_states", num_states)
-        self._initial_temperature = check.positive_float(
-            "temperature", temperature
-        )
+        self.temperature = temperature
         self.straight_through = check.boolean(
             "straight_through", straight_through
         )
@@ -321,29 +319,14 @@ class MarkovLSTMCell(
                 name="transition_kernel",
                 initializer="zeros",
             )
-        self._temperature = self.add_weight(
-            shape=(),
-            name="temperature",
-            initializer=initializers.Constant(self._initial_temperature),
-            trainable=False,
-            autocast=False,
-        )
+        type(self).temperature.add_variable(self)
         self.built = True
 
-    # ------------------------------------------------------------ temperature
-    @property
-    def temperature(self):
-        """The current Gumbel-softmax temperature, as a Python float."""
-        if self.built:
-            return float(ops.convert_to_numpy(self._temperature))
-        return self._initial_temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        value = check.positive_float("temperature", value)
-        self._initial_temperature = value
-        if self.built:
-            self._temperature.assign(value)
+    # A variable, so that a compiled model reads its current value.
+    temperature = ScheduledScalar(
+        check.positive_float,
+        "The current Gumbel-softmax temperature, as a Python float.",
+    )
 
     def lstm_weights(self, k):
         """Returns the weights of LSTM `k` in `keras.layers.LSTMCell` layout.
@@ -555,59 +538,6 @@ class MarkovLSTMCell(
             axis=-1,
         )
 
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "num_states": self.num_states,
-            "temperature": self.temperature,
-            "straight_through": self.straight_through,
-            "inference_switch": self.inference_switch,
-            "markov_transition": self.markov_transition,
-            "switch": self.switch,
-            "activation": activations.serialize(self.activation),
-            "recurrent_activation": activations.serialize(
-                self.recurrent_activation
-            ),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(
-                self.kernel_initializer
-            ),
-            "recurrent_initializer": initializers.serialize(
-                self.recurrent_initializer
-            ),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "unit_forget_bias": self.unit_forget_bias,
-            "kernel_regularizer": regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "recurrent_regularizer": regularizers.serialize(
-                self.recurrent_regularizer
-            ),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(
-                self.recurrent_constraint
-            ),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-            "output_switches": self.output_switches,
-        }
-        return {**super().get_config(), **config}
-
-
-# Arguments of MarkovLSTM that belong to its cell.
-_CELL_ARGS = (
-    "units", "num_states", "temperature", "straight_through",
-    "inference_switch", "markov_transition", "switch", "activation",
-    "recurrent_activation", "use_bias", "kernel_initializer",
-    "recurrent_initializer", "bias_initializer", "unit_forget_bias",
-    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-    "kernel_constraint", "recurrent_constraint", "bias_constraint",
-    "dropout", "recurrent_dropout", "seed",
-)
-
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class MarkovLSTM(SteppedRNN, keras.layers.RNN):
@@ -681,6 +611,10 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     (TensorShape([8, 16]), TensorShape([8, 28, 4]), TensorShape([8, 28, 4]))
     """
 
+    _cell_class = MarkovLSTMCell
+    _cell_name = "markov_lstm_cell"
+    _derived_cell_arguments = ("output_switches",)
+
     def __init__(
         self,
         units,
@@ -697,9 +631,6 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         zero_output_for_mask=False,
         **kwargs,
     ):
-        cell_kwargs = {
-            name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs
-        }
         self.return_switches = check.boolean(
             "return_switches", return_switches
         )
@@ -709,28 +640,23 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         self.input_likelihood_weight = check.non_negative_float(
             "input_likelihood_weight", input_likelihood_weight
         )
-        if self.input_likelihood_weight > 0 and cell_kwargs.get(
-            "switch", "linear"
-        ) != "predictive":
+        switch = kwargs.get("switch", "linear")
+        if self.input_likelihood_weight > 0 and switch != "predictive":
             raise ValueError(
                 "Argument `input_likelihood_weight` needs "
                 "switch='predictive' (the linear switch has no input "
                 f"likelihood). Received: input_likelihood_weight="
-                f"{input_likelihood_weight!r} with switch="
-                f"{cell_kwargs.get('switch', 'linear')!r}."
+                f"{input_likelihood_weight!r} with switch={switch!r}."
             )
-        cell = MarkovLSTMCell(
-            units,
+        cell = self._make_cell(
+            kwargs,
+            units=units,
             num_states=num_states,
             temperature=temperature,
             output_switches=(
                 self.return_switches or self.entropy_weight > 0
                 or self.input_likelihood_weight > 0
             ),
-            dtype=kwargs.get("dtype"),
-            trainable=kwargs.get("trainable", True),
-            name="markov_lstm_cell",
-            **cell_kwargs,
         )
         super().__init__(
             cell,
@@ -744,10 +670,6 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         )
         # Entropy and switch trajectories need every step's output.
         self._needs_all_outputs = self.cell.output_switches
-
-    def build(self, sequences_shape, initial_state_shape=None):
-        check.sequence_shape(self.name, sequences_shape)
-        super().build(sequences_shape, initial_state_shape)
 
     # Convenience accessors, as on keras.layers.LSTM.
     units = property(lambda self: self.cell.units)
@@ -771,43 +693,25 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             layout.unpack(last_output)["h"]
         )
         log_q = ops.log_softmax(ops.cast(parts["logits"], "float32"), axis=-1)
-
-        def masked_mean(values):
-            # Mean over the batch and the valid steps.
-            if mask is None:
-                return ops.mean(values)
-            weight = ops.cast(mask, "float32")
-            if self.go_backwards:
-                # Outputs come in processing order: so must the mask.
-                weight = ops.flip(weight, axis=1)
-            return ops.sum(values * weight) / ops.maximum(
-                ops.sum(weight), 1.0
-            )
-
+        weights = self._step_weights(mask, log_q[..., 0])
         if self.entropy_weight > 0:
             entropy = -ops.sum(ops.exp(log_q) * log_q, axis=-1)
-            self.add_loss(-self.entropy_weight * masked_mean(entropy))
+            self.add_loss(
+                -self.entropy_weight * self._weighted_mean(entropy, weights)
+            )
         if self.input_likelihood_weight > 0:
             log_evidence = ops.cast(parts["log_evidence"], "float32")
             self.add_loss(
-                -self.input_likelihood_weight * masked_mean(log_evidence)
+                -self.input_likelihood_weight
+                * self._weighted_mean(log_evidence, weights)
             )
         if not self.return_switches:
             return [h]
         return [h, ops.exp(log_q), ops.cast(parts["z"], "float32")]
 
-    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
-        batch, time = sequences_shape[0], sequences_shape[1]
-        units, num_states = self.cell.units, self.cell.num_states
-        if self.return_sequences:
-            shapes = [(batch, time, units)]
-        else:
-            shapes = [(batch, units)]
-        if self.return_switches:
-            shapes += [(batch, time, num_states)] * 2
-        if self.return_state:
-            shapes += [(batch, size) for size in self.cell.state_size]
-        return shapes[0] if len(shapes) == 1 else tuple(shapes)
+    def _extra_output_widths(self):
+        # q and z.
+        return [self.cell.num_states] * 2 if self.return_switches else []
 
     def compute_output_spec(self, sequences, initial_state=None, mask=None,
                             training=False):
@@ -825,26 +729,10 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
                  for shape, dtype in zip(shapes, dtypes)]
         return specs[0] if len(specs) == 1 else specs
 
-    def compute_mask(self, _, mask):
-        if mask is not None:
-            mask = tree.flatten(mask)[0]
-        masks = [mask if self.return_sequences else None]
-        if self.return_switches:
-            masks += [mask, mask]
-        if self.return_state:
-            masks += [None] * len(self.cell.state_size)
-        return masks[0] if len(masks) == 1 else masks
-
     def get_config(self):
-        cell_config = self.cell.get_config()
-        config = {name: cell_config[name] for name in _CELL_ARGS}
-        config["return_switches"] = self.return_switches
-        config["entropy_weight"] = self.entropy_weight
-        config["input_likelihood_weight"] = self.input_likelihood_weight
-        base = super().get_config()
-        del base["cell"]
-        return {**base, **config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        return {
+            **super().get_config(),
+            "return_switches": self.return_switches,
+            "entropy_weight": self.entropy_weight,
+            "input_likelihood_weight": self.input_likelihood_weight,
+        }

@@ -22,6 +22,7 @@ from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._rnn import recurrent_loop
+from keras_mrnn._scheduled import ScheduledScalar
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 RECURRENCES = ("lstm", "gru")
@@ -555,47 +556,6 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             ops.cast(packed, "float32")
         )
 
-    def get_config(self):
-        config = {
-            "units": self.units,
-            "latent_dim": self.latent_dim,
-            "likelihood": self.likelihood,
-            "recurrence": self.recurrence,
-            "feature_units": self.feature_units,
-            "hidden_units": self.hidden_units,
-            "activation": activations.serialize(self.activation),
-            "min_scale": self.min_scale,
-            "inference_latent": self.inference_latent,
-            "kernel_initializer": initializers.serialize(
-                self.kernel_initializer
-            ),
-            "recurrent_initializer": initializers.serialize(
-                self.recurrent_initializer
-            ),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "unit_forget_bias": self.unit_forget_bias,
-            "kernel_regularizer": regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "recurrent_regularizer": regularizers.serialize(
-                self.recurrent_regularizer
-            ),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "seed": self.seed,
-            "packed_output": self.packed_output,
-        }
-        return {**super().get_config(), **config}
-
-
-# Arguments of VRNN that belong to its cell.
-_CELL_ARGS = (
-    "units", "latent_dim", "likelihood", "recurrence", "feature_units",
-    "hidden_units", "activation", "min_scale", "inference_latent",
-    "kernel_initializer", "recurrent_initializer", "bias_initializer",
-    "unit_forget_bias", "kernel_regularizer", "recurrent_regularizer",
-    "bias_regularizer", "seed",
-)
-
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class VRNN(SteppedRNN, keras.layers.RNN):
@@ -675,6 +635,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
     """
 
     _needs_all_outputs = True
+    _cell_class = VRNNCell
+    _cell_name = "vrnn_cell"
+    _derived_cell_arguments = ("packed_output",)
 
     def __init__(
         self,
@@ -691,22 +654,14 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         zero_output_for_mask=False,
         **kwargs,
     ):
-        cell_kwargs = {
-            name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs
-        }
-        self._initial_kl_weight = check.non_negative_float(
-            "kl_weight", kl_weight
-        )
-        cell = VRNNCell(
-            units,
-            latent_dim,
+        self.kl_weight = kl_weight
+        cell = self._make_cell(
+            kwargs,
+            units=units,
+            latent_dim=latent_dim,
             likelihood=likelihood,
             recurrence=recurrence,
             packed_output=True,
-            dtype=kwargs.get("dtype"),
-            trainable=kwargs.get("trainable", True),
-            name="vrnn_cell",
-            **cell_kwargs,
         )
         super().__init__(
             cell,
@@ -723,15 +678,8 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         self.elbo_tracker = keras.metrics.Mean(name=f"{self.name}_elbo")
 
     def build(self, sequences_shape, initial_state_shape=None):
-        check.sequence_shape(self.name, sequences_shape)
         super().build(sequences_shape, initial_state_shape)
-        self._kl_weight = self.add_weight(
-            shape=(),
-            name="kl_weight",
-            initializer=initializers.Constant(self._initial_kl_weight),
-            trainable=False,
-            autocast=False,
-        )
+        type(self).kl_weight.add_variable(self)
         self.built = True
 
     @property
@@ -747,37 +695,21 @@ class VRNN(SteppedRNN, keras.layers.RNN):
     likelihood = property(lambda self: self.cell.likelihood)
     recurrence = property(lambda self: self.cell.recurrence)
 
-    @property
-    def kl_weight(self):
-        """The current weight of the KL term, as a Python float."""
-        if self.built:
-            return float(ops.convert_to_numpy(self._kl_weight))
-        return self._initial_kl_weight
-
-    @kl_weight.setter
-    def kl_weight(self, value):
-        value = check.non_negative_float("kl_weight", value)
-        self._initial_kl_weight = value
-        if self.built:
-            self._kl_weight.assign(value)
+    # A variable, so that a compiled model reads its current value.
+    kl_weight = ScheduledScalar(
+        check.non_negative_float,
+        "The current weight of the KL term, as a Python float.",
+    )
 
     # ---------------------------------------------------------- training loss
-    def _step_weights(self, mask, like):
-        if mask is None:
-            return ops.ones_like(like)
-        weights = ops.cast(mask, "float32")
-        if self.go_backwards:
-            weights = ops.flip(weights, axis=1)
-        return weights
-
     def _unpack(self, last_output, outputs, mask, training):
         parts = self.cell.unpack(outputs)
         kl, nll = parts["kl"], parts["nll"]
         weights = self._step_weights(mask, kl)
-        count = ops.maximum(ops.sum(weights), 1.0)
-        mean_kl = ops.sum(kl * weights) / count
-        mean_nll = ops.sum(nll * weights) / count
-        self.add_loss(self._kl_weight * mean_kl + mean_nll)
+        self.add_loss(
+            self._kl_weight * self._weighted_mean(kl, weights)
+            + self._weighted_mean(nll, weights)
+        )
         self.kl_tracker.update_state(kl, sample_weight=weights)
         self.nll_tracker.update_state(nll, sample_weight=weights)
         self.elbo_tracker.update_state(-(kl + nll), sample_weight=weights)
@@ -785,25 +717,6 @@ class VRNN(SteppedRNN, keras.layers.RNN):
             self.cell.unpack(last_output)["h"]
         )
         return [ops.cast(h, self.compute_dtype)]
-
-    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
-        batch, time = sequences_shape[0], sequences_shape[1]
-        units = self.cell.units
-        if self.return_sequences:
-            shapes = [(batch, time, units)]
-        else:
-            shapes = [(batch, units)]
-        if self.return_state:
-            shapes += [(batch, size) for size in self.cell.state_size]
-        return shapes[0] if len(shapes) == 1 else tuple(shapes)
-
-    def compute_mask(self, _, mask):
-        if mask is not None:
-            mask = tree.flatten(mask)[0]
-        masks = [mask if self.return_sequences else None]
-        if self.return_state:
-            masks += [None] * len(self.cell.state_size)
-        return masks[0] if len(masks) == 1 else masks
 
     # ------------------------------------------------------ analysis methods
     # These run their loop in a `tf.function` cached on the layer (stored
@@ -1131,13 +1044,4 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         return ops.concatenate(results, axis=0)
 
     def get_config(self):
-        cell_config = self.cell.get_config()
-        config = {name: cell_config[name] for name in _CELL_ARGS}
-        config["kl_weight"] = self.kl_weight
-        base = super().get_config()
-        del base["cell"]
-        return {**base, **config}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        return {**super().get_config(), "kl_weight": self.kl_weight}
