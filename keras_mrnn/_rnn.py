@@ -276,13 +276,14 @@ class SteppedRNN:
             )
         return True
 
-    def _cached_function(self, key, factory):
-        """A `tf.function` made once per layer and key.
+    def _cached(self, key, factory):
+        """`factory()` (a `tf.function`, a seed generator), made once per
+        layer and key.
 
         Kept in `__dict__`, outside Keras's attribute tracking, so that it
         is neither saved nor exported.
         """
-        cache = self.__dict__.setdefault("_compiled_loop_cache", {})
+        cache = self.__dict__.setdefault("_cache", {})
         if key not in cache:
             cache[key] = factory()
         return cache[key]
@@ -302,7 +303,7 @@ class SteppedRNN:
         frozen into the first trace); weights and the seed generators'
         states are variables, read and updated by reference.
         """
-        forward = self._cached_function(
+        forward = self._cached(
             "forward",
             lambda: tf.function(
                 self._run_loop, jit_compile=True, autograph=False
@@ -335,7 +336,7 @@ class SteppedRNN:
 
             def grad(*result_grads, variables=None):
                 variables = list(variables or [])
-                backward = self._cached_function(
+                backward = self._cached(
                     ("backward", autocast) + tuple(id(v) for v in variables),
                     lambda: tf.function(
                         self._loop_gradient(
@@ -394,23 +395,15 @@ class SteppedRNN:
                 "Cannot unroll an RNN whose time dimension is undefined: give "
                 f"the Input a fixed length. Received shape {sequences.shape}."
             )
-        if initial_state is None:
-            if self.stateful:
-                initial_state = self.states
-            else:
-                initial_state = self.get_initial_state(
-                    batch_size=ops.shape(sequences)[0]
-                )
+        if initial_state is None and self.stateful:
+            initial_state = self.states
         if self.stateful:
             # Outside the compiled loop, whose call waits for the check:
             # its plain Assert keeps the message that names the layer.
             sequences = _stateful_guard.check_stateful_batch_size(self, sequences)
-        if not tree.is_nested(initial_state):
-            initial_state = [initial_state]
-        initial_state = [
-            ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
-            for s in tree.flatten(initial_state)
-        ]
+        initial_state = self._state_tensors(
+            initial_state, ops.shape(sequences)[0]
+        )
 
         run_loop = self._run_loop
         if self._compiles_loop():
@@ -433,6 +426,17 @@ class SteppedRNN:
         if len(results) == 1:
             return results[0]
         return tuple(results)
+
+    def _state_tensors(self, initial_state, batch_size):
+        """The initial states as a list of tensors in the cell's compute
+        dtype: `initial_state` (a tensor or a structure of tensors), or the
+        cell's zero states when it is `None`."""
+        if initial_state is None:
+            initial_state = self.cell.get_initial_state(batch_size=batch_size)
+        return [
+            ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
+            for s in tree.flatten(initial_state)
+        ]
 
     def _step_weights(self, mask, like):
         """Float32 weights `(batch, time)` of the steps for `_unpack`: 1 for

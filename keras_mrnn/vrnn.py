@@ -4,16 +4,11 @@ Chung et al., "A Recurrent Latent Variable Model for Sequential Data",
 NeurIPS 2015 (arXiv:1506.02216).
 """
 
-import contextlib
-import math
-
 import keras
-import tensorflow as tf
 from keras import activations
 from keras import initializers
 from keras import ops
 from keras import regularizers
-from keras import tree
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
@@ -21,45 +16,18 @@ from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
-from keras_mrnn._rnn import recurrent_loop
 from keras_mrnn._scheduled import ScheduledScalar
+from keras_mrnn._vrnn_analysis import LATENT_MODES
+from keras_mrnn._vrnn_analysis import VRNNAnalysis
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 RECURRENCES = ("lstm", "gru")
-LATENT_MODES = ("sample", "mean")
-DECODE_MODES = ("sample", "mean")
+
 
 def _stateless_seed(seed_generator):
     """An int32 seed pair for TFP's stateless samplers from a generator."""
     seed = seed_generator.next()
     return ops.cast(ops.mod(seed, 2**31 - 1), "int32")
-
-
-def _safe_masked_steps(parts, mask):
-    """`unpack`ed parts with the masked steps' values made harmless.
-
-    Masked steps hold zeros in the packed outputs (leading steps, and every
-    masked step with `zero_output_for_mask=True`) or the last valid step's
-    values: a zero scale makes `Normal(0, 0).log_prob(0)` NaN, and NaN
-    times a zero step weight stays NaN (in values and gradients). So every
-    masked step gets loc, z, KL, NLL 0 and scales 1 before any
-    distribution is built; the caller still gives these steps zero weight.
-
-    Args:
-        parts: Dict of `(batch, time, ...)` tensors from `VRNNCell.unpack`.
-        mask: Boolean `(batch, time)`, true for valid steps.
-
-    Returns:
-        A dict of the same tensors.
-    """
-    valid = ops.cast(mask, "bool")
-    scales = ("prior_scale", "posterior_scale", "x_scale")
-    safe = {}
-    for name, value in parts.items():
-        where = valid if len(value.shape) == 2 else valid[..., None]
-        fill = 1.0 if name in scales else 0.0
-        safe[name] = ops.where(where, value, ops.cast(fill, value.dtype))
-    return safe
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -402,8 +370,43 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             return tfd.Normal(params["x_loc"], params["x_scale"])
         return tfd.Bernoulli(logits=params["x_logits"], dtype="float32")
 
-    def _transition(self, input_part, recurrent_part, states):
+    def _split_projected(self, projected):
+        """`project_inputs` of a step as `(x, encoder part, input part)`:
+        the float32 target, and the compute-dtype parts of the encoder's
+        hidden layer and of the recurrence."""
+        dim, hidden = self.input_dim, self.hidden_units
+        x = ops.cast(projected[:, :dim], "float32")
+        encoder_part = ops.cast(
+            projected[:, dim : dim + hidden], self.compute_dtype
+        )
+        input_part = ops.cast(projected[:, dim + hidden :], self.compute_dtype)
+        return x, encoder_part, input_part
+
+    def _prior(self, states):
+        """What a step computes from `h_{t-1}` alone, before `z_t`.
+
+        Returns:
+            `(recurrent, prior_loc, prior_scale)`: `recurrent` is
+            `h_{t-1} @ recurrent_kernel + recurrent_bias`, the recurrent
+            part of every MLP and of the recurrence (its columns are those
+            of `recurrent_kernel`); the prior's parameters are float32.
+        """
+        recurrent = (
+            ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
+        )
+        prior_loc, prior_scale = self._gaussian(
+            self.activation(recurrent[:, : self.hidden_units]),
+            self.prior_kernel,
+            self.prior_bias,
+        )
+        return recurrent, prior_loc, prior_scale
+
+    def _transition(self, input_part, latent_part, recurrent, states):
+        """The new states from the input's, the latent's and the recurrent
+        parts of the recurrence."""
         units = self.units
+        input_part = input_part + latent_part
+        recurrent_part = recurrent[:, 3 * self.hidden_units :]
         sigmoid, tanh = ops.sigmoid, ops.tanh
         if self.recurrence == "lstm":
             gates = input_part + recurrent_part
@@ -443,19 +446,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             `(output, new_states)` as in `call`.
         """
         tfd = _internals.distributions()
-        dim, hidden = self.input_dim, self.hidden_units
-        x = ops.cast(projected[:, :dim], "float32")
-        encoder_part = ops.cast(
-            projected[:, dim : dim + hidden], self.compute_dtype
-        )
-        input_part = ops.cast(projected[:, dim + hidden :], self.compute_dtype)
-        recurrent = (
-            ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
-        )
-        prior_hidden = self.activation(recurrent[:, :hidden])
-        prior_loc, prior_scale = self._gaussian(
-            prior_hidden, self.prior_kernel, self.prior_bias
-        )
+        hidden = self.hidden_units
+        x, encoder_part, input_part = self._split_projected(projected)
+        recurrent, prior_loc, prior_scale = self._prior(states)
         encoder_hidden = self.activation(
             encoder_part + recurrent[:, hidden : 2 * hidden]
         )
@@ -476,7 +469,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             z = loc
         decoder_params, latent_part = self._decode(z, recurrent)
         new_states = self._transition(
-            input_part + latent_part, recurrent[:, 3 * hidden :], states
+            input_part, latent_part, recurrent, states
         )
         if not self.packed_output:
             return new_states[0], new_states
@@ -510,15 +503,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         generator = (
             self.seed_generator if seed_generator is None else seed_generator
         )
-        hidden = self.hidden_units
-        recurrent = (
-            ops.matmul(states[0], self.recurrent_kernel) + self.recurrent_bias
-        )
-        prior_loc, prior_scale = self._gaussian(
-            self.activation(recurrent[:, :hidden]),
-            self.prior_kernel,
-            self.prior_bias,
-        )
+        recurrent, prior_loc, prior_scale = self._prior(states)
         z = tfd.Normal(prior_loc, prior_scale).sample(
             seed=_stateless_seed(generator)
         )
@@ -529,12 +514,9 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         else:
             x = distribution.mean()
         x = ops.cast(x, "float32")
-        projected = self.project_inputs(x)
-        input_part = ops.cast(
-            projected[:, self.input_dim + hidden :], self.compute_dtype
-        )
+        _, _, input_part = self._split_projected(self.project_inputs(x))
         new_states = self._transition(
-            input_part + latent_part, recurrent[:, 3 * hidden :], states
+            input_part, latent_part, recurrent, states
         )
         return x, new_states
 
@@ -558,7 +540,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
-class VRNN(SteppedRNN, keras.layers.RNN):
+class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
     """Variational RNN layer (Chung et al., 2015) that trains itself.
 
     A `keras.layers.RNN` over a `VRNNCell` that computes `phi_x(x_t)` for all
@@ -581,7 +563,9 @@ class VRNN(SteppedRNN, keras.layers.RNN):
     The layer's output (what later layers see) is `h_t`, the deterministic
     state after reading `x_t` and `z_t`: it summarizes `x_1..x_t`. `infer`
     gives the other per-step quantities (`z`, prior and posterior parameters,
-    decoder parameters, KL, NLL).
+    decoder parameters, KL, NLL); `reconstruct`, `sample` and
+    `log_likelihood` the model's reconstructions, samples and
+    importance-weighted log-likelihood (see `_vrnn_analysis.py`).
 
     Args:
         units: Positive integer, dimensionality of `h` and of the output.
@@ -718,330 +702,13 @@ class VRNN(SteppedRNN, keras.layers.RNN):
         )
         return [ops.cast(h, self.compute_dtype)]
 
-    # ------------------------------------------------------ analysis methods
-    # These run their loop in a `tf.function` cached on the layer (stored
-    # outside Keras's attribute tracking, so it is neither saved nor counted
-    # as a weight), with one seed generator whose state is set from `seed`
-    # at every call: eager TFP inside a Python loop is slow. No AutoGraph:
-    # the functions hold no tensor-dependent Python control flow, and
-    # AutoGraph fails on them with some gast versions (a loud warning).
-    def _cached(self, name, factory):
-        cache = self.__dict__.setdefault("_vrnn_cache", {})
-        if name not in cache:
-            cache[name] = factory()
-        return cache[name]
-
-    def _generator(self, seed):
-        check.optional_seed("seed", seed)
-        generator = self._cached(
-            "generator", lambda: keras.random.SeedGenerator(0)
-        )
-        if seed is None:
-            seed = _internals.make_default_seed()
-        generator.state.assign(
-            ops.convert_to_tensor([seed, 0], dtype=generator.state.dtype)
-        )
-        return generator
-
-    def _autocast(self):
-        if self.cell.compute_dtype != self.cell.variable_dtype:
-            return _internals.AutocastScope(self.cell.compute_dtype)
-        return contextlib.nullcontext()
-
-    def _prepare(self, x):
-        x = ops.convert_to_tensor(x)
-        check.sequence_shape(self.name, x.shape)
-        if not self.built:
-            self.build(tuple(x.shape))
-        if x.shape[-1] != self.cell.input_dim:
-            raise ValueError(
-                f"Layer '{self.name}' was built for {self.cell.input_dim} "
-                f"features. Received input with shape {x.shape}."
-            )
-        return ops.cast(x, self.input_dtype)
-
-    def _initial_states(self, initial_state, batch_size):
-        if initial_state is None:
-            return self.cell.get_initial_state(batch_size=batch_size)
-        return [
-            ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
-            for s in tree.flatten(initial_state)
-        ]
-
-    def _scan(self, x, mask=None, latent=None, initial_state=None):
-        """Packed per-step outputs `(batch, time, packed)` in input order.
-
-        Runs the loop from `initial_state` (zeros by default), never from or
-        into the states of a stateful layer; `z` uses the analysis seed
-        generator (see `_generator`).
-        """
-        cell = self.cell
-        generator = self._cached(
-            "generator", lambda: keras.random.SeedGenerator(0)
-        )
-
-        def scan(x, mask, initial_state):
-            with self._autocast():
-                projected = cell.project_inputs(x)
-
-                def step(inputs, states):
-                    return cell.step(
-                        inputs, states, training=False, latent=latent,
-                        seed_generator=generator,
-                    )
-
-                _, outputs, _ = recurrent_loop(
-                    step,
-                    projected,
-                    initial_state,
-                    go_backwards=self.go_backwards,
-                    mask=mask,
-                    zero_output_for_mask=self.zero_output_for_mask,
-                )
-            if self.go_backwards:
-                outputs = ops.flip(outputs, axis=1)
-            return outputs
-
-        function = self._cached(
-            f"scan_{latent}",
-            lambda: tf.function(
-                scan, reduce_retracing=True, autograph=False
-            ),
-        )
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask, dtype="bool")
-        states = self._initial_states(initial_state, ops.shape(x)[0])
-        return function(x, mask, states)
-
-    def infer(self, x, latent=None, seed=None, mask=None, initial_state=None):
-        """Runs the model on `x` and returns every per-step quantity.
-
-        Inference mode: `z_t` is a posterior sample or mean as `latent` (or
-        the cell's `inference_latent`) says. The states of a stateful layer
-        are neither read nor changed.
-
-        Args:
-            x: Array or tensor `(batch, time, features)`.
-            latent: `"sample"`, `"mean"` or `None` (the cell's
-                `inference_latent`).
-            seed: Integer seed of the latent samples (the same seed gives the
-                same samples), or `None`.
-            mask: Optional boolean `(batch, time)`.
-            initial_state: Optional list of initial states (zeros by
-                default).
-
-        Returns:
-            A dict of float32 tensors in input time order: `h`
-            `(batch, time, units)`; `kl` and `nll` `(batch, time)` (nats);
-            `z`, `prior_loc`, `prior_scale`, `posterior_loc`,
-            `posterior_scale` `(batch, time, latent_dim)`; `x_loc` and
-            `x_scale` (Gaussian) or `x_logits` (Bernoulli)
-            `(batch, time, features)`.
-
-        Example:
-
-        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
-        >>> out = layer.infer(np.zeros((4, 10, 3), "float32"))
-        >>> out["z"].shape, out["kl"].shape
-        (TensorShape([4, 10, 2]), TensorShape([4, 10]))
-        """
-        if latent is None:
-            latent = self.cell.inference_latent
-        check.choice("latent", latent, LATENT_MODES)
-        x = self._prepare(x)
-        self._generator(seed)
-        outputs = self._scan(
-            x, mask=mask, latent=latent, initial_state=initial_state
-        )
-        return self.cell.unpack(outputs)
-
-    def reconstruct(self, x, decode="mean", latent=None, seed=None,
-                    mask=None):
-        """Reconstructs `x` through the posterior and the decoder.
-
-        Each `x_t` is encoded into `z_t` (posterior sample or mean, see
-        `latent`) and decoded from `(z_t, h_{t-1})`.
-
-        Args:
-            x: Array or tensor `(batch, time, features)`.
-            decode: `"mean"` (default: the Gaussian mean or the Bernoulli
-                probabilities) or `"sample"` (a draw of the decoder).
-            latent: `"sample"`, `"mean"` or `None` (the cell's
-                `inference_latent`).
-            seed: Integer seed, or `None`.
-            mask: Optional boolean `(batch, time)`.
-
-        Returns:
-            A float32 tensor shaped like `x`.
-
-        Example:
-
-        >>> layer = keras_mrnn.VRNN(8, latent_dim=2, likelihood="bernoulli")
-        >>> layer.reconstruct(np.zeros((4, 10, 3), "float32")).shape
-        TensorShape([4, 10, 3])
-        """
-        check.choice("decode", decode, DECODE_MODES)
-        parts = self.infer(x, latent=latent, seed=seed, mask=mask)
-        generator = self._cached(
-            "generator", lambda: keras.random.SeedGenerator(0)
-        )
-        if self.cell.likelihood == "gaussian":
-            loc, scale = parts["x_loc"], parts["x_scale"]
-            if decode == "mean":
-                return loc
-            return loc + scale * keras.random.normal(
-                ops.shape(loc), seed=generator
-            )
-        probs = ops.sigmoid(parts["x_logits"])
-        if decode == "mean":
-            return probs
-        noise = keras.random.uniform(ops.shape(probs), seed=generator)
-        return ops.cast(noise < probs, "float32")
-
-    def sample(self, num_steps, batch_size=1, seed=None, decode="sample",
-               initial_state=None):
-        """Generates sequences from the model.
-
-        At each step draws `z_t` from the prior `p(z_t | h_{t-1})`, decodes
-        `x_t` from `p(x_t | z_t, h_{t-1})` and feeds it back into the
-        recurrence. With `go_backwards=True` the model describes reversed
-        sequences; the result is flipped back to input order.
-
-        Args:
-            num_steps: Positive integer, the length of the sequences.
-            batch_size: Positive integer, how many sequences.
-            seed: Integer seed (the same seed gives the same sequences) or
-                `None`.
-            decode: `"sample"` (default) draws each `x_t` from the decoder;
-                `"mean"` takes its mean (Gaussian mean or Bernoulli
-                probabilities). `z_t` is always sampled.
-            initial_state: Optional list of initial states (zeros by
-                default).
-
-        Returns:
-            A float32 tensor `(batch_size, num_steps, features)`.
-
-        Example:
-
-        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
-        >>> layer.build((None, None, 3))
-        >>> layer.sample(20, batch_size=4, seed=0).shape
-        TensorShape([4, 20, 3])
-        """
-        num_steps = check.positive_int("num_steps", num_steps)
-        batch_size = check.positive_int("batch_size", batch_size)
-        check.choice("decode", decode, DECODE_MODES)
-        if not self.built:
-            raise ValueError(
-                f"Layer '{self.name}' must be built (called on data or "
-                "built with an input shape) before `sample()`: the number "
-                "of features is unknown."
-            )
-        cell = self.cell
-        generator = self._generator(seed)
-
-        def generate(steps, initial_state):
-            with self._autocast():
-
-                def step(_, states):
-                    return cell.generate_step(
-                        states, decode=decode, seed_generator=generator
-                    )
-
-                _, samples, _ = recurrent_loop(step, steps, initial_state)
-            return samples
-
-        function = self._cached(
-            f"sample_{decode}",
-            lambda: tf.function(
-                generate, reduce_retracing=True, autograph=False
-            ),
-        )
-        # The loop runs over a dummy input with no features: one per step.
-        steps = ops.zeros((batch_size, num_steps, 0), cell.compute_dtype)
-        samples = function(
-            steps, self._initial_states(initial_state, batch_size)
-        )
-        if self.go_backwards:
-            samples = ops.flip(samples, axis=1)
-        return samples
-
-    def log_likelihood(self, x, num_samples=100, seed=None, mask=None,
-                       batch_size=None):
-        """Importance-weighted estimate of `log p(x)` per sequence.
-
-        Draws `num_samples` latent trajectories from the posterior for each
-        sequence and returns
-        `log (1/K) sum_k exp(sum_t [log p(x_t | z_t, h_{t-1})
-        + log p(z_t | h_{t-1}) - log q(z_t | x_t, h_{t-1})])`, the bound of
-        Burda et al. (2016). With one sample it is an unbiased estimate of
-        the ELBO; its expectation grows with `num_samples` towards
-        `log p(x)`.
-
-        Args:
-            x: Array or tensor `(batch, time, features)`.
-            num_samples: Positive integer K, particles per sequence.
-            seed: Integer seed (the same seed gives the same estimate), or
-                `None`.
-            mask: Optional boolean `(batch, time)`; masked steps are left
-                out.
-            batch_size: Positive integer: how many sequences to process at
-                once (each as K particles), or `None` for all.
-
-        Returns:
-            A float32 tensor `(batch,)` in nats per sequence (divide by the
-            number of steps for nats per step).
-
-        Example:
-
-        >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
-        >>> x = np.random.random((4, 10, 3)).astype("float32")
-        >>> layer.log_likelihood(x, num_samples=16, seed=0).shape
-        TensorShape([4])
-        """
-        num_samples = check.positive_int("num_samples", num_samples)
-        x = self._prepare(x)
-        total = int(x.shape[0])
-        if batch_size is None:
-            batch_size = max(total, 1)
-        batch_size = check.positive_int("batch_size", batch_size)
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask, dtype="bool")
-        tfd = _internals.distributions()
-        self._generator(seed)
-        results = []
-        for start in range(0, total, batch_size):
-            chunk = x[start : start + batch_size]
-            count = int(chunk.shape[0])
-            repeated = ops.repeat(chunk, num_samples, axis=0)
-            chunk_mask = None
-            if mask is not None:
-                chunk_mask = ops.repeat(
-                    mask[start : start + batch_size], num_samples, axis=0
-                )
-            parts = self.cell.unpack(
-                self._scan(repeated, mask=chunk_mask, latent="sample")
-            )
-            if chunk_mask is not None:
-                parts = _safe_masked_steps(parts, chunk_mask)
-            z = parts["z"]
-            log_prior = tfd.Normal(
-                parts["prior_loc"], parts["prior_scale"]
-            ).log_prob(z)
-            log_posterior = tfd.Normal(
-                parts["posterior_loc"], parts["posterior_scale"]
-            ).log_prob(z)
-            log_weight = ops.sum(log_prior - log_posterior, axis=-1)
-            log_weight = log_weight - parts["nll"]
-            if chunk_mask is not None:
-                log_weight = log_weight * ops.cast(chunk_mask, "float32")
-            log_weight = ops.reshape(
-                ops.sum(log_weight, axis=1), (count, num_samples)
-            )
-            results.append(
-                ops.logsumexp(log_weight, axis=1) - math.log(num_samples)
-            )
-        return ops.concatenate(results, axis=0)
-
     def get_config(self):
         return {**super().get_config(), "kl_weight": self.kl_weight}
+
+
+# The examples of the analysis methods run with this module's docstrings
+# (tests/test_docstrings.py collects `__test__`).
+__test__ = {
+    f"VRNN.{name}": getattr(VRNNAnalysis, name)
+    for name in ("infer", "reconstruct", "sample", "log_likelihood")
+}
