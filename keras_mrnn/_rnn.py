@@ -12,6 +12,7 @@ is the package's only entry to Keras's loop: the layers' calls and
 
 import inspect
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import activations
@@ -87,22 +88,31 @@ def constructor_arguments(cls):
     )
 
 
-# How a cell argument is saved, by the end of its name; the others are saved
-# as the attribute of the same name holds them.
-_SERIALIZERS = (
-    ("activation", activations.serialize),
-    ("_initializer", initializers.serialize),
-    ("_regularizer", regularizers.serialize),
-    ("_constraint", constraints.serialize),
+# The Keras module that reads (`get`) and saves (`serialize`) a cell
+# argument, by the end of its name: activations, initializers, regularizers
+# and constraints, as `keras.layers.LSTMCell` takes them.
+_OBJECT_MODULES = (
+    ("activation", activations),
+    ("_initializer", initializers),
+    ("_regularizer", regularizers),
+    ("_constraint", constraints),
 )
+
+
+def _object_module(name):
+    for suffix, module in _OBJECT_MODULES:
+        if name.endswith(suffix):
+            return module
+    return None
 
 
 class SteppedCell:
     """Mixin for cells with `project_inputs(inputs, training)` and
     `step(projected, states, training)`: gives them the standard cell
     `call` (so they also work in a plain `keras.layers.RNN`), zero
-    initial states, and a `get_config` that saves every argument of the
-    constructor from the attribute of the same name."""
+    initial states, a `get_config` that saves every argument of the
+    constructor from the attribute of the same name, and the argument
+    handling and weight creation that the package's cells share."""
 
     def call(self, inputs, states, training=False):
         projected = self.project_inputs(inputs, training=training)
@@ -118,12 +128,53 @@ class SteppedCell:
         config = {}
         for name in constructor_arguments(type(self)):
             value = getattr(self, name)
-            for suffix, serialize in _SERIALIZERS:
-                if name.endswith(suffix):
-                    value = serialize(value)
-                    break
-            config[name] = value
+            module = _object_module(name)
+            config[name] = value if module is None else module.serialize(value)
         return {**super().get_config(), **config}
+
+    def _set_objects(self, arguments):
+        """Sets the constructor's activations, initializers, regularizers
+        and constraints as attributes of the same names, from their
+        identifiers in `arguments` (the constructor's `locals()`), each
+        read by its Keras module (`keras.activations.get` and the like):
+        what `get_config` saves, read back."""
+        for name in constructor_arguments(type(self)):
+            module = _object_module(name)
+            if module is not None:
+                setattr(self, name, module.get(arguments[name]))
+
+    def _set_seed(self, seed):
+        """Sets `seed` and the generator of the cell's noise."""
+        self.seed = check.optional_seed("seed", seed)
+        # A generator, not an int: an int seed inside the loop would give
+        # every step the same noise (docs/KERAS_NOTES.md).
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _check_step_shape(self, input_shape):
+        """Raises unless `input_shape` is `(batch, features)`, known
+        features; `build` gets the shape of one step."""
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects step inputs of "
+                f"shape (batch, features) with known features, i.e. "
+                f"sequences of shape (batch, time, features). Received step "
+                f"shape {input_shape}."
+            )
+
+    def _add_weight(self, name, shape, kind, initializer=None):
+        """A weight with the cell's `{kind}_initializer` (or `initializer`),
+        `{kind}_regularizer` and `{kind}_constraint` (if the cell has
+        them); `kind` is `"kernel"`, `"recurrent"` or `"bias"`."""
+        return self.add_weight(
+            shape=shape,
+            name=name,
+            initializer=(
+                getattr(self, f"{kind}_initializer") if initializer is None
+                else initializer
+            ),
+            regularizer=getattr(self, f"{kind}_regularizer", None),
+            constraint=getattr(self, f"{kind}_constraint", None),
+        )
 
 
 class SteppedRNN:

@@ -4,11 +4,8 @@ Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
 import keras
-from keras import activations
-from keras import constraints
 from keras import initializers
 from keras import ops
-from keras import regularizers
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
@@ -173,30 +170,17 @@ class MarkovLSTMCell(
             "markov_transition", markov_transition
         )
         self.switch = check.choice("switch", switch, SWITCHES)
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = check.boolean("use_bias", use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
         )
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        # activation, ..., bias_constraint, as keras.layers.LSTMCell.
+        self._set_objects(locals())
         self.dropout = check.rate("dropout", dropout)
         self.recurrent_dropout = check.rate(
             "recurrent_dropout", recurrent_dropout
         )
-        check.optional_seed("seed", seed)
-        self.seed = seed
-        # A generator, not an int: an int seed inside the loop would give
-        # every step the same noise (docs/KERAS_NOTES.md).
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._set_seed(seed)
         self.output_switches = check.boolean(
             "output_switches", output_switches
         )
@@ -218,50 +202,28 @@ class MarkovLSTMCell(
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        if len(input_shape) != 2 or input_shape[-1] is None:
-            raise ValueError(
-                f"MarkovLSTMCell '{self.name}' expects step inputs of shape "
-                f"(batch, features) with known features, i.e. sequences of "
-                f"shape (batch, time, features). Received step shape "
-                f"{input_shape}."
-            )
+        self._check_step_shape(input_shape)
         input_dim = input_shape[-1]
         width, num_states = self._gate_width, self.num_states
-        self.kernel = self.add_weight(
-            shape=(input_dim, width),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
+        self.kernel = self._add_weight("kernel", (input_dim, width), "kernel")
+        self.recurrent_kernel = self._add_weight(
+            "recurrent_kernel", (self.units, width), "recurrent"
         )
         # The switch has weights of its own: appended to the gate kernels
         # they would make the per-step matmul an awkward width (4Km + K)
         # that runs markedly slower than 4Km on CPU.
         if self.switch == "linear":
-            self.switch_kernel = self.add_weight(
-                shape=(input_dim, num_states),
-                name="switch_kernel",
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-                constraint=self.kernel_constraint,
+            self.switch_kernel = self._add_weight(
+                "switch_kernel", (input_dim, num_states), "kernel"
             )
         else:
             # Each state k predicts the step's input from h_{t-1}:
             # N(x_t; h_{t-1} @ W_k + b_k, diag exp(log_scale_k)^2).
             self.switch_kernel = None
-            self.switch_mean_kernel = self.add_weight(
-                shape=(self.units, num_states * input_dim),
-                name="switch_mean_kernel",
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-                constraint=self.kernel_constraint,
+            self.switch_mean_kernel = self._add_weight(
+                "switch_mean_kernel",
+                (self.units, num_states * input_dim),
+                "kernel",
             )
             self.switch_mean_bias = self.add_weight(
                 shape=(num_states * input_dim,),
@@ -276,12 +238,8 @@ class MarkovLSTMCell(
                 name="switch_log_scale",
                 initializer="zeros",
             )
-        self.switch_recurrent_kernel = self.add_weight(
-            shape=(self.units, num_states),
-            name="switch_recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
+        self.switch_recurrent_kernel = self._add_weight(
+            "switch_recurrent_kernel", (self.units, num_states), "recurrent"
         )
         if self.use_bias:
             block = self.num_states * self.units
@@ -296,19 +254,11 @@ class MarkovLSTMCell(
                     self.bias_initializer((2 * block,), dtype=dtype),
                 ])
 
-            self.bias = self.add_weight(
-                shape=(width,),
-                name="bias",
-                initializer=bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
+            self.bias = self._add_weight(
+                "bias", (width,), "bias", bias_initializer
             )
-            self.switch_bias = self.add_weight(
-                shape=(num_states,),
-                name="switch_bias",
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
+            self.switch_bias = self._add_weight(
+                "switch_bias", (num_states,), "bias"
             )
         else:
             self.bias = None

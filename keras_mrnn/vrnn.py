@@ -5,10 +5,7 @@ NeurIPS 2015 (arXiv:1506.02216).
 """
 
 import keras
-from keras import activations
-from keras import initializers
 from keras import ops
-from keras import regularizers
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
@@ -155,25 +152,16 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
             "hidden_units",
             self.units if hidden_units is None else hidden_units,
         )
-        self.activation = activations.get(activation)
         self.min_scale = check.positive_float("min_scale", min_scale)
         self.inference_latent = check.choice(
             "inference_latent", inference_latent, LATENT_MODES
         )
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
         )
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        check.optional_seed("seed", seed)
-        self.seed = seed
-        # A generator, not an int: an int seed inside the loop would give
-        # every step the same noise (docs/KERAS_NOTES.md).
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # activation, initializers and regularizers.
+        self._set_objects(locals())
+        self._set_seed(seed)
         self.packed_output = check.boolean("packed_output", packed_output)
 
         self._gates = 4 if self.recurrence == "lstm" else 3
@@ -219,42 +207,17 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        if len(input_shape) != 2 or input_shape[-1] is None:
-            raise ValueError(
-                f"VRNNCell '{self.name}' expects step inputs of shape "
-                f"(batch, features) with known features, i.e. sequences of "
-                f"shape (batch, time, features). Received step shape "
-                f"{input_shape}."
-            )
+        self._check_step_shape(input_shape)
         self.input_dim = int(input_shape[-1])
         units, hidden = self.units, self.hidden_units
         features, latent = self.feature_units, self.latent_dim
         rnn_width = self._rnn_width
 
-        def kernel(name, shape, initializer=None, recurrent=False):
-            return self.add_weight(
-                shape=shape,
-                name=name,
-                initializer=(
-                    self.kernel_initializer if initializer is None
-                    else initializer
-                ),
-                regularizer=(
-                    self.recurrent_regularizer if recurrent
-                    else self.kernel_regularizer
-                ),
-            )
+        def kernel(name, shape):
+            return self._add_weight(name, shape, "kernel")
 
         def bias(name, width, initializer=None):
-            return self.add_weight(
-                shape=(width,),
-                name=name,
-                initializer=(
-                    self.bias_initializer if initializer is None
-                    else initializer
-                ),
-                regularizer=self.bias_regularizer,
-            )
+            return self._add_weight(name, (width,), "bias", initializer)
 
         def input_bias_initializer(shape, dtype=None):
             value = self.bias_initializer(shape, dtype=dtype)
@@ -284,11 +247,11 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         self.input_bias = bias(
             "input_bias", hidden + rnn_width, input_bias_initializer
         )
-        self.recurrent_kernel = kernel(
+        self.recurrent_kernel = self._add_weight(
             "recurrent_kernel",
             (units, 3 * hidden + rnn_width),
+            "recurrent",
             recurrent_initializer,
-            recurrent=True,
         )
         self.recurrent_bias = bias("recurrent_bias", 3 * hidden + rnn_width)
         self.latent_kernel = kernel(

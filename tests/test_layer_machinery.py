@@ -197,3 +197,77 @@ def test_scheduled_scalar_stays_float32_under_mixed_precision():
     vrnn(np.zeros((2, 3, 3), "float32"))
     assert vrnn._kl_weight.dtype == "float32"
     assert keras_mrnn.VRNN.kl_weight.__doc__.startswith("The current")
+
+
+def _settings(cell):
+    return {
+        w.name: (
+            type(w.regularizer).__name__ if w.regularizer else None,
+            type(w.constraint).__name__ if w.constraint else None,
+        )
+        for w in cell.weights
+    }
+
+
+def test_markov_weights_get_their_kind_of_settings():
+    for switch, switch_weights in [
+        ("linear", {"switch_kernel": ("L2", "NonNeg")}),
+        ("predictive", {"switch_mean_kernel": ("L2", "NonNeg"),
+                        "switch_mean_bias": (None, None),
+                        "switch_log_scale": (None, None)}),
+    ]:
+        cell = MarkovLSTMCell(
+            3, num_states=2, switch=switch, markov_transition=True,
+            kernel_regularizer="l2", recurrent_regularizer="l1",
+            bias_regularizer="l2", kernel_constraint="non_neg",
+            recurrent_constraint="unit_norm", bias_constraint="max_norm")
+        cell.build((None, 4))
+        assert _settings(cell) == {
+            "kernel": ("L2", "NonNeg"),
+            "recurrent_kernel": ("L1", "UnitNorm"),
+            **switch_weights,
+            "switch_recurrent_kernel": ("L1", "UnitNorm"),
+            "bias": ("L2", "MaxNorm"),
+            "switch_bias": ("L2", "MaxNorm"),
+            "transition_kernel": (None, None),
+            "temperature": (None, None),
+        }
+
+
+def test_vrnn_weights_get_their_kind_of_settings():
+    cell = VRNNCell(3, 2, kernel_regularizer="l2", recurrent_regularizer="l1",
+                    bias_regularizer="l1")
+    cell.build((None, 4))
+    settings = _settings(cell)
+    assert settings.pop("recurrent_kernel") == ("L1", None)
+    assert settings == {
+        name: ("L1" if name.endswith("_bias") else "L2", None)
+        for name in settings
+    }
+    assert len(settings) == 14
+
+
+@pytest.mark.parametrize("cell", [MarkovLSTMCell(3), VRNNCell(3, 2)])
+def test_cells_refuse_a_step_shape_without_features(cell):
+    name = type(cell).__name__
+    with pytest.raises(ValueError, match=(
+            rf"^{name} '{cell.name}' expects step inputs of shape \(batch, "
+            r"features\) with known features, i.e. sequences of shape "
+            r"\(batch, time, features\). Received step shape \(None, None\)"
+            r".$")):
+        cell.build((None, None))
+
+
+def test_cell_objects_are_read_from_their_identifiers():
+    cell = MarkovLSTMCell(3, activation="relu", recurrent_activation="tanh",
+                          kernel_initializer="zeros", bias_constraint="non_neg")
+    assert cell.activation is keras.activations.relu
+    assert cell.recurrent_activation is keras.activations.tanh
+    assert isinstance(cell.kernel_initializer, keras.initializers.Zeros)
+    assert isinstance(cell.bias_constraint, keras.constraints.NonNeg)
+    assert cell.kernel_regularizer is None
+    vrnn = VRNNCell(3, 2, activation="tanh", seed=5)
+    assert vrnn.activation is keras.activations.tanh
+    assert vrnn.seed == 5 and vrnn.seed_generator is not None
+    with pytest.raises(ValueError):
+        MarkovLSTMCell(3, kernel_initializer="no_such_initializer")
