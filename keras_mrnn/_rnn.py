@@ -1,13 +1,16 @@
-"""Shared recurrent loop of the package's layers (private).
+"""The base of the package's cells and layers (private).
 
-The layers run their cell in the loop that `keras.layers.RNN` runs (with the
-inputs of all steps projected before the loop under XLA), and add what it
-lacks: the guard on stateful batch sizes, packed per-step outputs that
-subclasses split after the loop in `_unpack`, where losses can be added
-(`add_loss` inside the loop fails, see docs/KERAS_NOTES.md), and the option
-of compiling the loop alone with XLA (`loop_jit_compile`). `recurrent_loop`
-is the package's only entry to Keras's loop: the layers' calls and
-`VRNN`'s analysis methods all run through it.
+`SteppedCell` and `SteppedRNN` hold what `MarkovLSTMCell`/`MarkovLSTM` and
+`VRNNCell`/`VRNN` share. The layers run their cell in the loop that
+`keras.layers.RNN` runs (with the inputs of all steps projected before the
+loop under XLA), and add what it lacks: the guard on stateful batch sizes,
+packed per-step outputs that subclasses split after the loop in `_unpack`,
+where losses can be added (`add_loss` inside the loop fails, see
+docs/KERAS_NOTES.md), and the option of compiling the loop alone with XLA
+(`loop_jit_compile`). Each layer takes its cell's arguments as its own and
+saves them in its config. `recurrent_loop` is the package's only entry to
+Keras's loop: the layers' calls and `VRNN`'s analysis methods all run
+through it.
 """
 
 import inspect
@@ -489,23 +492,6 @@ class SteppedRNN:
             for s in tree.flatten(initial_state)
         ]
 
-    def _step_weights(self, mask, like):
-        """Float32 weights `(batch, time)` of the steps for `_unpack`: 1 for
-        a valid step, 0 for a masked one (ones like `like` without a mask),
-        in the order of the outputs."""
-        if mask is None:
-            return ops.ones_like(like)
-        weights = ops.cast(mask, "float32")
-        if self.go_backwards:
-            # Outputs come in processing order: so must the mask.
-            weights = ops.flip(weights, axis=1)
-        return weights
-
-    @staticmethod
-    def _weighted_mean(values, weights):
-        """The mean of `values` over the batch and the valid steps."""
-        return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
-
     def _run_loop(self, sequences, initial_state, mask, training):
         """Runs the cell over the sequences: `(last_output, outputs,
         states)`, outputs batch-major. Traced alone when the loop is
@@ -601,3 +587,21 @@ class SteppedRNN:
                 )
 
         return projected, time_major, unpack
+
+    # ------------------------------------------------- losses in `_unpack`
+    def _step_weights(self, mask, like):
+        """Float32 weights `(batch, time)` of the steps for `_unpack`: 1 for
+        a valid step, 0 for a masked one (ones like `like` without a mask),
+        in the order of the outputs."""
+        if mask is None:
+            return ops.ones_like(like)
+        weights = ops.cast(mask, "float32")
+        if self.go_backwards:
+            # Outputs come in processing order: so must the mask.
+            weights = ops.flip(weights, axis=1)
+        return weights
+
+    @staticmethod
+    def _weighted_mean(values, weights):
+        """The mean of `values` over the batch and the valid steps."""
+        return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)

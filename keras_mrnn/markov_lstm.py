@@ -174,7 +174,8 @@ class MarkovLSTMCell(
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
         )
-        # activation, ..., bias_constraint, as keras.layers.LSTMCell.
+        # The activations, initializers, regularizers and constraints among
+        # the arguments, from their identifiers (as keras.layers.LSTMCell).
         self._set_objects(locals())
         self.dropout = check.rate("dropout", dropout)
         self.recurrent_dropout = check.rate(

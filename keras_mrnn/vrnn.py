@@ -159,7 +159,8 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
         )
-        # activation, initializers and regularizers.
+        # The activations, initializers, regularizers and constraints among
+        # the arguments, from their identifiers (as keras.layers.LSTMCell).
         self._set_objects(locals())
         self._set_seed(seed)
         self.packed_output = check.boolean("packed_output", packed_output)
