@@ -312,33 +312,35 @@ def test_schedule_or_the_built_in_arguments_not_both():
     KLWarmup(unit="batch", verbose=1, schedule=lambda step: 1.0)
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
-def test_temperature_schedule_out_of_range_names_value_and_epoch(value):
-    model = two_layer_markov_model()
-    callback = GumbelTemperatureScheduler(
-        schedule=lambda epoch: 1.5 if epoch < 2 else value)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.on_epoch_begin(1)
-    with pytest.raises(ValueError, match=rf"temperature={value!r} for "
-                       r"epoch 2 \(counted from 0\)"):
-        callback.on_epoch_begin(2)
-    # The cells keep the last good value.
-    assert [c.temperature for c in markov_cells(model)] == [1.5, 1.5]
+OUT_OF_RANGE = [("temperature", v) for v in (0.0, -1.0, math.nan, math.inf)]
+OUT_OF_RANGE += [("kl_weight", v) for v in (-0.5, math.nan, -math.inf)]
 
 
-@pytest.mark.parametrize("value", [-0.5, float("nan"), float("-inf")])
-def test_kl_schedule_out_of_range_names_value_and_batch(value):
-    model = two_layer_vrnn_model()
-    callback = KLWarmup(unit="batch",
-                        schedule=lambda step: 0.0 if step < 3 else value)
+@pytest.mark.parametrize("name, value", OUT_OF_RANGE)
+def test_schedule_out_of_range_names_value_and_step(name, value):
+    """A bad value at step 2 of a temperature schedule per epoch, or of a
+    KL weight schedule per batch: refused before it reaches the layers."""
+    def schedule(step):
+        return 1.5 if step < 2 else value
+
+    if name == "temperature":
+        model = two_layer_markov_model()
+        layers, unit = markov_cells(model), "epoch"
+        callback = GumbelTemperatureScheduler(schedule=schedule)
+        begin = callback.on_epoch_begin
+    else:
+        model = two_layer_vrnn_model()
+        layers, unit = vrnn_layers(model), "batch"
+        callback = KLWarmup(unit="batch", schedule=schedule)
+        begin = callback.on_train_batch_begin
     callback.set_model(model)
     callback.on_train_begin()
-    callback.on_train_batch_begin(2)
-    with pytest.raises(ValueError, match=rf"kl_weight={value!r} for "
-                       r"batch 3 \(counted from 0\)"):
-        callback.on_train_batch_begin(3)
-    assert [layer.kl_weight for layer in vrnn_layers(model)] == [0.0, 0.0]
+    begin(1)
+    with pytest.raises(ValueError, match=rf"{name}={value!r} for {unit} 2 "
+                       r"\(counted from 0\)"):
+        begin(2)
+    # The layers keep the last good value.
+    assert [getattr(layer, name) for layer in layers] == [1.5, 1.5]
 
 
 @pytest.mark.parametrize("value", [None, "1.0", [1.0], True])
