@@ -69,7 +69,9 @@ def test_no_module_imports_private_names_outside_internals():
         if path.name == "_internals.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#")[0]
+            code = line.split("#")[0].strip()
+            if not code.startswith(("import ", "from ")):
+                continue  # prose may name them; imports may not
             if "keras.src" in code or "tensorflow.python" in code:
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, offenders
