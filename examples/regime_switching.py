@@ -18,11 +18,12 @@ Bayes filter and predictor that know the true parameters, in NumPy):
 and draws a held-out sequence with its true regimes above the Bayes filter,
 q_z(t) and z(t).
 
-The Markov LSTM uses the predictive switch (`switch="predictive"`): each of
-its K states predicts the step's input, and q_z(t) is Bayes' rule over those
-predictions, trained with `input_likelihood_weight`. `--switch linear`
-gives the reference's switch (logits linear in x_t and h_{t-1}), for
-comparison.
+The Markov LSTM uses the hmm switch (`switch="hmm"`): q_z(t) is the forward
+filter of a hidden Markov model of the input, each of its K states an AR(1)
+regime with its own level, persistence and scale, trained on the input's
+log-likelihood (`input_likelihood_weight`) beside the task. `--switch
+predictive` (states predict the input from h_{t-1}) and `--switch linear`
+(the reference's: logits linear in x_t and h_{t-1}) are there to compare.
 
     python examples/regime_switching.py            # about 70 s on 2 CPU cores
     python examples/regime_switching.py --quick    # a CI-size run, seconds
@@ -75,12 +76,13 @@ parser.add_argument("--units", type=int, default=32,
                     help="Units of the Markov LSTM's LSTMs and of the LSTM.")
 parser.add_argument("--num-states", type=int, default=3,
                     help="K, the number of LSTMs of the Markov LSTM.")
-parser.add_argument("--switch", choices=["predictive", "linear"],
-                    default="predictive",
+parser.add_argument("--switch", choices=["hmm", "predictive", "linear"],
+                    default="hmm",
                     help="The Markov LSTM's switch (see MarkovLSTMCell).")
-parser.add_argument("--input-likelihood-weight", type=float, default=1.0,
-                    help="Weight of the predictive switch's input negative "
-                         "log-likelihood in the loss.")
+parser.add_argument("--input-likelihood-weight", type=float, default=None,
+                    help="Weight of the hmm or predictive switch's input "
+                         "negative log-likelihood in the loss (default: the "
+                         "layer's, 1.0).")
 parser.add_argument("--markov-transition", action="store_true",
                     help="Add the learned K x K transition term to the "
                          "switch.")
@@ -134,7 +136,8 @@ print(f"Device: {device}")
 # --------------------------------------------------------------------- data
 # Inputs are x_0..x_{T-1}, targets x_1..x_T; the regime of input step t is
 # the regime that generated x_t. The series is already near unit scale
-# (mean 0.07, std 1.3), as the predictive switch wants: no standardizing.
+# (mean 0.07, std 1.3), as the hmm and predictive switches want: no
+# standardizing.
 process = keras_mrnn.datasets.MarkovSwitchingAR(
     stay_probability=args.stay_probability
 )
@@ -186,9 +189,7 @@ h, q, z = keras_mrnn.MarkovLSTM(
     args.units,
     num_states=args.num_states,
     switch=args.switch,
-    input_likelihood_weight=(
-        args.input_likelihood_weight if args.switch == "predictive" else 0.0
-    ),
+    input_likelihood_weight=args.input_likelihood_weight,
     markov_transition=args.markov_transition,
     straight_through=args.straight_through,
     temperature=args.temperature,

@@ -270,6 +270,10 @@ class SteppedRNN:
     def build(self, sequences_shape, initial_state_shape=None):
         check.sequence_shape(self.name, sequences_shape)
         super().build(sequences_shape, initial_state_shape)
+        # A cell may learn a state's width when built (the Markov cell's
+        # hmm switch carries x_{t-1}); `keras.layers.RNN` copied
+        # `state_size` before that.
+        self.state_size = list(self.cell.state_size)
 
     def get_config(self):
         config = super().get_config()

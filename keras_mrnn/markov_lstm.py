@@ -3,7 +3,11 @@
 Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
+import math
+import statistics
+
 import keras
+import numpy as np
 from keras import initializers
 from keras import ops
 
@@ -17,7 +21,11 @@ from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._scheduled import ScheduledScalar
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
-SWITCHES = ("linear", "predictive")
+SWITCHES = ("linear", "predictive", "hmm")
+# The switches with an input likelihood (`MarkovLSTM(input_likelihood_weight)`).
+LIKELIHOOD_SWITCHES = ("predictive", "hmm")
+# The hmm switch starts out staying in a state with this probability.
+_HMM_INITIAL_STAY = 0.9
 
 
 # `DropoutRNNCell` gives `keras.layers.LSTMCell` its per-sequence dropout
@@ -87,6 +95,28 @@ class MarkovLSTMCell(
             predictions; without it only the task's gradient shapes the
             predictions. Inputs should be roughly standardized (the
             predictions start near N(b_k, 1) with `b_k ~ N(0, 1)`).
+            `"hmm"`: the switch is the forward filter of a hidden Markov
+            model of the inputs, and does not read `h_{t-1}`: state k is a
+            Gaussian AR(1) regime around its own level, `x_t ~ N(mu_k +
+            a_k (x_{t-1} - mu_k), diag(s_k)^2)` (`switch_level` mu_k,
+            `switch_persistence` with `a_k = tanh(switch_persistence_k)`,
+            `switch_log_scale` log s_k), and the states follow a learned
+            Markov chain `P = softmax(switch_transition, axis=-1)` (rows).
+            The logits are `log(q_{t-1} @ P) + log N(x_t | k)`, so `q_z(t)`
+            is `p(state_t | x_1, ..., x_t)` of that model: with the true
+            parameters, the Bayes filter. The first step (zero states) has
+            a uniform prior and each regime's stationary distribution.
+            `q_{t-1}` and `x_{t-1}` are carried as two more states (the
+            last one as wide as the input, so known once the cell is built:
+            a plain `keras.layers.RNN` fixes its `state_size` before, and
+            with `return_state=True` on a symbolic input lists one state
+            fewer; `MarkovLSTM` does not). Train it with
+            `MarkovLSTM(input_likelihood_weight=...)` (default 1.0 for this
+            switch), the model's log-likelihood of the inputs: in a plain
+            `keras.layers.RNN` nothing trains the filter. The levels start
+            at the K quantiles of N(0, 1): standardize the inputs. Cannot be
+            combined with `markov_transition` (it has its own transition
+            matrix).
         activation: Activation of the cell input and output (`tanh`).
         recurrent_activation: Activation of the gates (`sigmoid`).
         use_bias: Boolean, whether the layer uses a bias vector.
@@ -108,15 +138,16 @@ class MarkovLSTMCell(
         seed: Integer seed of the Gumbel noise and the dropout masks.
         output_switches: If `True`, the output of each step is the packed
             vector `[h_t, logits_t, z_t]` of size `units + 2 * num_states`
-            instead of `h_t`, followed with `switch="predictive"` by
-            `log p(x_t | past)`, one more column (`MarkovLSTM` sets this and
-            splits it).
+            instead of `h_t`, followed with `switch="predictive"` or
+            `"hmm"` by `log p(x_t | past)`, one more column (`MarkovLSTM`
+            sets this and splits it).
 
     Call arguments:
         inputs: A 2-D tensor `(batch, features)`.
         states: List of the previous states: `h` and `c`, both
             `(batch, units)`, and `z` `(batch, num_states)` when
-            `markov_transition=True`.
+            `markov_transition=True`; with `switch="hmm"`, `q_{t-1}`
+            `(batch, num_states)` and `x_{t-1}` `(batch, features)`.
         training: Python boolean: Gumbel-softmax switch and dropout when
             true, the `inference_switch` otherwise.
 
@@ -170,6 +201,13 @@ class MarkovLSTMCell(
             "markov_transition", markov_transition
         )
         self.switch = check.choice("switch", switch, SWITCHES)
+        if self.switch == "hmm" and self.markov_transition:
+            raise ValueError(
+                "Arguments `switch='hmm'` and `markov_transition=True` "
+                "cannot be combined: the hmm switch has its own transition "
+                "matrix (`switch_transition`). Received: switch='hmm', "
+                "markov_transition=True."
+            )
         self.use_bias = check.boolean("use_bias", use_bias)
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
@@ -189,6 +227,9 @@ class MarkovLSTMCell(
         self.state_size = [self.units, self.units]
         if self.markov_transition:
             self.state_size.append(self.num_states)
+        if self.switch == "hmm":
+            # q_{t-1}; x_{t-1} (as wide as the input) is added in `build`.
+            self.state_size.append(self.num_states)
         self.output_size = self._output_layout().size
         self._gate_width = 4 * self.num_states * self.units
 
@@ -197,7 +238,7 @@ class MarkovLSTMCell(
         fields = [("h", self.units)]
         if self.output_switches:
             fields += [("logits", self.num_states), ("z", self.num_states)]
-            if self.switch == "predictive":
+            if self.switch in LIKELIHOOD_SWITCHES:
                 fields.append(("log_evidence", SCALAR))
         return PackedLayout(fields)
 
@@ -213,14 +254,16 @@ class MarkovLSTMCell(
         # The switch has weights of its own: appended to the gate kernels
         # they would make the per-step matmul an awkward width (4Km + K)
         # that runs markedly slower than 4Km on CPU.
+        self.switch_kernel = None
         if self.switch == "linear":
             self.switch_kernel = self._add_weight(
                 "switch_kernel", (input_dim, num_states), "kernel"
             )
+        elif self.switch == "hmm":
+            self._build_hmm(input_dim)
         else:
             # Each state k predicts the step's input from h_{t-1}:
             # N(x_t; h_{t-1} @ W_k + b_k, diag exp(log_scale_k)^2).
-            self.switch_kernel = None
             self.switch_mean_kernel = self._add_weight(
                 "switch_mean_kernel",
                 (self.units, num_states * input_dim),
@@ -239,9 +282,13 @@ class MarkovLSTMCell(
                 name="switch_log_scale",
                 initializer="zeros",
             )
-        self.switch_recurrent_kernel = self._add_weight(
-            "switch_recurrent_kernel", (self.units, num_states), "recurrent"
-        )
+        # The hmm switch's prior is its transition matrix, not h_{t-1}.
+        self.switch_recurrent_kernel = None
+        if self.switch != "hmm":
+            self.switch_recurrent_kernel = self._add_weight(
+                "switch_recurrent_kernel", (self.units, num_states),
+                "recurrent",
+            )
         if self.use_bias:
             block = self.num_states * self.units
 
@@ -258,9 +305,11 @@ class MarkovLSTMCell(
             self.bias = self._add_weight(
                 "bias", (width,), "bias", bias_initializer
             )
-            self.switch_bias = self._add_weight(
-                "switch_bias", (num_states,), "bias"
-            )
+            self.switch_bias = None
+            if self.switch != "hmm":
+                self.switch_bias = self._add_weight(
+                    "switch_bias", (num_states,), "bias"
+                )
         else:
             self.bias = None
             self.switch_bias = None
@@ -272,6 +321,44 @@ class MarkovLSTMCell(
             )
         type(self).temperature.add_variable(self)
         self.built = True
+
+    def _build_hmm(self, input_dim):
+        num_states = self.num_states
+        # Levels spread over the K quantiles of N(0, 1) (for standardized
+        # inputs): started together, one state can take two regimes and
+        # leave another unused, a local optimum gradient descent keeps.
+        quantiles = [
+            statistics.NormalDist().inv_cdf((k + 0.5) / num_states)
+            for k in range(num_states)
+        ]
+        levels = np.repeat(np.array(quantiles)[:, None], input_dim, axis=1)
+        self.switch_level = self.add_weight(
+            shape=(num_states, input_dim),
+            name="switch_level",
+            initializer=initializers.Constant(levels),
+        )
+        self.switch_persistence = self.add_weight(
+            shape=(num_states, input_dim),
+            name="switch_persistence",
+            initializer="zeros",
+        )
+        self.switch_log_scale = self.add_weight(
+            shape=(num_states, input_dim),
+            name="switch_log_scale",
+            initializer="zeros",
+        )
+        stay = 0.0
+        if num_states > 1:
+            stay = math.log(
+                _HMM_INITIAL_STAY * (num_states - 1) / (1 - _HMM_INITIAL_STAY)
+            )
+        self.switch_transition = self.add_weight(
+            shape=(num_states, num_states),
+            name="switch_transition",
+            initializer=initializers.Constant(stay * np.eye(num_states)),
+        )
+        if len(self.state_size) == 3:
+            self.state_size.append(input_dim)
 
     # A variable, so that a compiled model reads its current value.
     temperature = ScheduledScalar(
@@ -427,7 +514,12 @@ class MarkovLSTMCell(
             h_in = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
         z = gates_in + ops.matmul(h_in, self.recurrent_kernel)
         i, f, g, o = ops.split(z, 4, axis=-1)
-        if self.switch == "linear":
+        log_evidence = None
+        if self.switch == "hmm":
+            logits, log_evidence, filter_states = self._hmm_filter(
+                switch_in, states[2], states[3]
+            )
+        elif self.switch == "linear":
             logits = switch_in + ops.matmul(
                 h_in, self.switch_recurrent_kernel
             )
@@ -437,7 +529,6 @@ class MarkovLSTMCell(
                 logits = logits + self.switch_bias
         if self.markov_transition:
             logits = logits + ops.matmul(states[2], self.transition_kernel)
-        log_evidence = None
         if self.switch == "predictive":
             # Bayes' rule: q(z_t) ∝ prior(z_t | past) * p(x_t | z_t, past).
             prior = logits
@@ -468,12 +559,54 @@ class MarkovLSTMCell(
         new_states = [h, c]
         if self.markov_transition:
             new_states.append(switch)
+        if self.switch == "hmm":
+            new_states += [ops.cast(s, h.dtype) for s in filter_states]
         output = self._output_layout().pack(
             {"h": h, "logits": logits, "z": switch,
              "log_evidence": log_evidence},
             dtype=h.dtype,
         )
         return output, new_states
+
+    def _hmm_filter(self, inputs, q_tm1, x_tm1):
+        """One step of the hmm switch's forward filter (float32).
+
+        Returns the logits `log(q_{t-1} @ P) + log N(x_t | k)`, the log
+        evidence `log p(x_t | x_1, ..., x_{t-1})` `(batch,)`, and the new
+        filter states `[q_t, x_t]`.
+        """
+        x = ops.cast(inputs, "float32")
+        q_tm1 = ops.cast(q_tm1, "float32")
+        x_tm1 = ops.expand_dims(ops.cast(x_tm1, "float32"), 1)
+        # In float32 under mixed precision too (Keras autocasts the weights
+        # to the compute dtype inside `call`).
+        level, raw, log_scale, transition = [
+            ops.cast(w, "float32") for w in (
+                self.switch_level, self.switch_persistence,
+                self.switch_log_scale, self.switch_transition)
+        ]
+        # Zero states mark a sequence's first step (q_{t-1} sums to 1 after
+        # it): a uniform prior, and each regime's stationary distribution.
+        started = ops.sum(q_tm1, axis=-1, keepdims=True)
+        # Normalized by hand: `ops.softmax` warns over one state (K = 1).
+        transition = ops.exp(transition - ops.logsumexp(
+            transition, axis=-1, keepdims=True))
+        prior = ops.matmul(q_tm1, transition) + (1.0 - started) / (
+            self.num_states
+        )
+        log_prior = ops.log(ops.maximum(prior, 1e-30))
+        started = ops.expand_dims(started, -1)
+        mean = level + ops.tanh(raw) * (x_tm1 - level) * started
+        # Stationary AR(1) scale s / sqrt(1 - tanh(r)^2) = s * cosh(r).
+        log_scale = log_scale + (1.0 - started) * ops.log(ops.cosh(raw))
+        density = _internals.distributions().Normal(mean, ops.exp(log_scale))
+        log_density = ops.sum(
+            density.log_prob(ops.expand_dims(x, 1)), axis=-1
+        )
+        logits = log_prior + log_density
+        log_evidence = ops.logsumexp(logits, axis=-1, keepdims=True)
+        q = ops.exp(logits - log_evidence)
+        return logits, log_evidence[:, 0], [q, x]
 
     def _input_log_density(self, inputs, h):
         """`log N(x_t; h @ W_k + b_k, diag scale_k^2)` per state, float32."""
@@ -496,8 +629,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
 
     A `keras.layers.RNN` over a `MarkovLSTMCell` that can return the switch
     probabilities `q_z(t)` and switches `z(t)`, adds the entropy regularizer
-    of the reference and the predictive switch's input likelihood to the
-    model's losses, and guards the batch size of stateful models.
+    of the reference and the hmm or predictive switch's input likelihood to
+    the model's losses, and guards the batch size of stateful models.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -515,13 +648,14 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             VB objective 1.0; 0 (default) is plain maximum likelihood. It
             keeps the switch soft: leave it at 0 when you want crisp
             regimes.
-        input_likelihood_weight: Non-negative float; with
-            `switch="predictive"`, adds this weight times the mean (over
-            batch and valid steps) negative log-likelihood of each step's
-            input under the states' predictions,
-            `-log sum_k prior_k N(x_t; mu_k, sigma_k)` in nats per step, to
-            the model's losses. It is what makes the states' predictions,
-            and so the switch, follow the regimes of the input.
+        input_likelihood_weight: Non-negative float, or `None` (default):
+            1.0 with `switch="hmm"` or `"predictive"`, 0 otherwise. With
+            those switches, adds this weight times the mean (over batch and
+            valid steps) negative log-likelihood of each step's input under
+            the states' predictions, `-log sum_k prior_k N(x_t; mu_k,
+            sigma_k)` in nats per step, to the model's losses. It is what
+            makes the states' predictions, and so the switch, follow the
+            regimes of the input; 0 leaves them to the task's gradient.
         return_sequences: Whether to return the full sequence of `h`
             or only the last `h`.
         return_state: Whether to return the last states after the outputs.
@@ -556,7 +690,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
 
     >>> x = np.random.random((8, 28, 28)).astype("float32")
     >>> layer = keras_mrnn.MarkovLSTM(16, num_states=4, return_switches=True)
-    >>> # For regimes: switch="predictive", input_likelihood_weight=1.0.
+    >>> # To follow the regimes of the input: switch="hmm".
     >>> h, q, z = layer(x)
     >>> h.shape, q.shape, z.shape
     (TensorShape([8, 16]), TensorShape([8, 28, 4]), TensorShape([8, 28, 4]))
@@ -573,7 +707,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         temperature=1.0,
         return_switches=False,
         entropy_weight=0.0,
-        input_likelihood_weight=0.0,
+        input_likelihood_weight=None,
         return_sequences=False,
         return_state=False,
         go_backwards=False,
@@ -588,14 +722,21 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         self.entropy_weight = check.non_negative_float(
             "entropy_weight", entropy_weight
         )
+        switch = kwargs.get("switch", "linear")
+        if input_likelihood_weight is None:
+            input_likelihood_weight = (
+                1.0 if switch in LIKELIHOOD_SWITCHES else 0.0
+            )
         self.input_likelihood_weight = check.non_negative_float(
             "input_likelihood_weight", input_likelihood_weight
         )
-        switch = kwargs.get("switch", "linear")
-        if self.input_likelihood_weight > 0 and switch != "predictive":
+        if (
+            self.input_likelihood_weight > 0
+            and switch not in LIKELIHOOD_SWITCHES
+        ):
             raise ValueError(
-                "Argument `input_likelihood_weight` needs "
-                "switch='predictive' (the linear switch has no input "
+                "Argument `input_likelihood_weight` needs switch='predictive'"
+                " or switch='hmm' (the linear switch has no input "
                 f"likelihood). Received: input_likelihood_weight="
                 f"{input_likelihood_weight!r} with switch={switch!r}."
             )
