@@ -25,7 +25,7 @@ log-likelihood (`input_likelihood_weight`) beside the task. `--switch
 predictive` (states predict the input from h_{t-1}) and `--switch linear`
 (the reference's: logits linear in x_t and h_{t-1}) are there to compare.
 
-    python examples/regime_switching.py            # about 70 s on 2 CPU cores
+    python examples/regime_switching.py            # about 80 s on 2 CPU cores
     python examples/regime_switching.py --quick    # a CI-size run, seconds
 """
 
