@@ -114,7 +114,9 @@ class _ScheduledValue(keras.callbacks.Callback):
 
     def _checked(self, result, step):
         when = f"{self.unit} {step} (counted from 0)"
-        if isinstance(result, (bool, str, bytes)) or np.ndim(result) != 0:
+        if isinstance(result, (bool, np.bool_, str, bytes)) or (
+            np.ndim(result) != 0
+        ):
             number = None
         else:
             try:

@@ -343,7 +343,7 @@ def test_schedule_out_of_range_names_value_and_step(name, value):
     assert [getattr(layer, name) for layer in layers] == [1.5, 1.5]
 
 
-@pytest.mark.parametrize("value", [None, "1.0", [1.0], True])
+@pytest.mark.parametrize("value", [None, "1.0", [1.0], True, np.True_])
 def test_schedule_returning_no_number_is_a_type_error(value):
     model = two_layer_markov_model()
     callback = GumbelTemperatureScheduler(schedule=lambda epoch: value)
