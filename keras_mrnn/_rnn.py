@@ -491,9 +491,16 @@ class SteppedRNN:
         cell's zero states when it is `None`."""
         if initial_state is None:
             initial_state = self.cell.get_initial_state(batch_size=batch_size)
+        states = tree.flatten(initial_state)
+        if len(states) != len(self.cell.state_size):
+            raise ValueError(
+                f"Layer '{self.name}' has {len(self.cell.state_size)} states "
+                f"of sizes {list(self.cell.state_size)} (see `state_size` and "
+                f"`return_state`), but `initial_state` has {len(states)}."
+            )
         return [
             ops.convert_to_tensor(s, dtype=self.cell.compute_dtype)
-            for s in tree.flatten(initial_state)
+            for s in states
         ]
 
     def _run_loop(self, sequences, initial_state, mask, training):

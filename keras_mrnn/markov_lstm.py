@@ -26,6 +26,8 @@ SWITCHES = ("linear", "predictive", "hmm")
 LIKELIHOOD_SWITCHES = ("predictive", "hmm")
 # The hmm switch starts out staying in a state with this probability.
 _HMM_INITIAL_STAY = 0.9
+# The hmm switch's scales stay above exp(-7) ~ 1e-3 (standardized inputs).
+_HMM_LOG_SCALE_FLOOR = -7.0
 
 
 # `DropoutRNNCell` gives `keras.layers.LSTMCell` its per-sequence dropout
@@ -38,7 +40,7 @@ class MarkovLSTMCell(
 
     At every step K LSTMs read the same input `x_t` and the same previous
     state `(h_{t-1}, c_{t-1})`. Switch logits computed from `(x_t, h_{t-1})`
-    give `q_t = softmax(logits_t)`; a switch `z_t` (a one-hot Gumbel-softmax
+    (with `switch="hmm"`, from the inputs alone) give `q_t = softmax(logits_t)`; a switch `z_t` (a one-hot Gumbel-softmax
     sample with the gradient of the relaxed one while training, by default,
     and `one_hot(argmax q_t)` at inference) mixes the K candidate states:
     `h_t = sum_k z_t[k] h^k_t`, `c_t = sum_k z_t[k] c^k_t`. With
@@ -52,7 +54,10 @@ class MarkovLSTMCell(
     other (`k * units + j`); `lstm_weights(k)` returns the weights of LSTM
     `k` in the layout of `keras.layers.LSTMCell`. The switch has its own
     weights: `switch_kernel` (linear switch), `switch_recurrent_kernel` and
-    `switch_bias`.
+    `switch_bias` (linear and predictive switches), `switch_mean_kernel`,
+    `switch_mean_bias` and `switch_log_scale` (predictive switch),
+    `switch_level`, `switch_persistence`, `switch_log_scale` and
+    `switch_transition` (hmm switch).
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -96,27 +101,33 @@ class MarkovLSTMCell(
             predictions. Inputs should be roughly standardized (the
             predictions start near N(b_k, 1) with `b_k ~ N(0, 1)`).
             `"hmm"`: the switch is the forward filter of a hidden Markov
-            model of the inputs, and does not read `h_{t-1}`: state k is a
-            Gaussian AR(1) regime around its own level, `x_t ~ N(mu_k +
-            a_k (x_{t-1} - mu_k), diag(s_k)^2)` (`switch_level` mu_k,
-            `switch_persistence` with `a_k = tanh(switch_persistence_k)`,
-            `switch_log_scale` log s_k), and the states follow a learned
-            Markov chain `P = softmax(switch_transition, axis=-1)` (rows).
-            The logits are `log(q_{t-1} @ P) + log N(x_t | k)`, so `q_z(t)`
-            is `p(state_t | x_1, ..., x_t)` of that model: with the true
-            parameters, the Bayes filter. The first step (zero states) has
-            a uniform prior and each regime's stationary distribution.
-            `q_{t-1}` and `x_{t-1}` are carried as two more states (the
-            last one as wide as the input, so known once the cell is built:
-            a plain `keras.layers.RNN` fixes its `state_size` before, and
-            with `return_state=True` on a symbolic input lists one state
-            fewer; `MarkovLSTM` does not). Train it with
-            `MarkovLSTM(input_likelihood_weight=...)` (default 1.0 for this
-            switch), the model's log-likelihood of the inputs: in a plain
-            `keras.layers.RNN` nothing trains the filter. The levels start
-            at the K quantiles of N(0, 1): standardize the inputs. Cannot be
-            combined with `markov_transition` (it has its own transition
-            matrix).
+            model of the inputs, and does not read `h_{t-1}`.
+
+            - State k is a Gaussian AR(1) regime around its own level,
+              `x_t ~ N(mu_k + a_k (x_{t-1} - mu_k), diag(s_k)^2)`, each
+              feature independent given the state (`switch_level` mu_k,
+              `switch_persistence` with `a_k = tanh(switch_persistence_k)`,
+              `switch_log_scale` log s_k, floored at -7).
+            - The states follow a learned Markov chain
+              `P = softmax(switch_transition, axis=-1)` (rows).
+            - The logits are `log(q_{t-1} @ P) + log N(x_t | k)`
+              (normalized), so `q_z(t)` is `p(state_t | x_1, ..., x_t)` of
+              that model: with the true parameters, the Bayes filter.
+            - `q_{t-1}` and `x_{t-1}` are carried as two more states. Zero
+              states start a sequence: a uniform prior and each regime's
+              stationary distribution. Masked steps are skipped (the filter
+              goes on from the last valid step).
+            - Train it with `MarkovLSTM`, whose `input_likelihood_weight`
+              (default 1.0 for this switch) adds the model's negative
+              log-likelihood of the inputs. In a plain `keras.layers.RNN`
+              only the task's gradient, through the switch, reaches it, and
+              `return_state=True` on a symbolic input lists one state fewer
+              (`x_{t-1}` is as wide as the input, known once the cell is
+              built, after the RNN copied `state_size`).
+            - The levels start at the K quantiles of N(0, 1): standardize
+              the inputs, and mask padding.
+            - Cannot be combined with `markov_transition` (it has its own
+              transition matrix).
         activation: Activation of the cell input and output (`tanh`).
         recurrent_activation: Activation of the gates (`sigmoid`).
         use_bias: Boolean, whether the layer uses a bias vector.
@@ -432,8 +443,9 @@ class MarkovLSTMCell(
 
         Returns:
             A tuple `(inputs @ kernel + bias, inputs @ switch_kernel +
-            switch_bias)`, plus the Gumbel noise `(..., num_states)` when the
-            switch is sampled.
+            switch_bias)` (the predictive and hmm switches: the inputs
+            themselves in second place), plus the Gumbel noise
+            `(..., num_states)` when the switch is sampled.
         """
         sequence = len(inputs.shape) == 3
         raw_inputs = inputs
@@ -465,7 +477,8 @@ class MarkovLSTMCell(
             logits = ops.matmul(flat, switch_kernel)
             parts.append(ops.reshape(logits, leading + (self.num_states,)))
         else:
-            # The predictive switch scores the input itself (undropped).
+            # The predictive and hmm switches score the input itself
+            # (undropped).
             parts.append(raw_inputs)
         if self._uses_noise(training):
             noise = gumbel.sample_gumbel(
@@ -531,11 +544,16 @@ class MarkovLSTMCell(
             logits = logits + ops.matmul(states[2], self.transition_kernel)
         if self.switch == "predictive":
             # Bayes' rule: q(z_t) ∝ prior(z_t | past) * p(x_t | z_t, past).
-            prior = logits
+            # In float32 (the density is): under mixed precision the prior
+            # logits come in float16.
+            prior = ops.cast(logits, "float32")
             logits = prior + self._input_log_density(switch_in, h_in)
-            log_evidence = ops.logsumexp(
-                ops.cast(logits, "float32"), axis=-1
-            ) - ops.logsumexp(ops.cast(prior, "float32"), axis=-1)
+            log_evidence = ops.logsumexp(logits, axis=-1) - ops.logsumexp(
+                prior, axis=-1
+            )
+        if log_evidence is not None:
+            # Packed in the compute dtype: float16 overflows below -65504.
+            log_evidence = ops.maximum(log_evidence, -6e4)
         switch = ops.cast(self._switch(logits, noise, training), z.dtype)
 
         # Gates are (batch, K * units); viewed as (batch, K, units) where
@@ -587,26 +605,44 @@ class MarkovLSTMCell(
         ]
         # Zero states mark a sequence's first step (q_{t-1} sums to 1 after
         # it): a uniform prior, and each regime's stationary distribution.
-        started = ops.sum(q_tm1, axis=-1, keepdims=True)
-        # Normalized by hand: `ops.softmax` warns over one state (K = 1).
-        transition = ops.exp(transition - ops.logsumexp(
-            transition, axis=-1, keepdims=True))
-        prior = ops.matmul(q_tm1, transition) + (1.0 - started) / (
-            self.num_states
+        # Under mixed precision q_{t-1} was stored in float16 and sums to
+        # 1 +- 1e-3: renormalized, so the rounding does not build up.
+        total = ops.sum(q_tm1, axis=-1, keepdims=True)
+        started = ops.cast(total > 0.5, "float32")
+        q_tm1 = q_tm1 / ops.maximum(total, 1e-6)
+        # In log space: a row of P may underflow in float32, log P not.
+        log_transition = transition - ops.logsumexp(
+            transition, axis=-1, keepdims=True
         )
-        log_prior = ops.log(ops.maximum(prior, 1e-30))
+        log_prior = ops.logsumexp(
+            ops.expand_dims(ops.log(ops.maximum(q_tm1, 1e-30)), -1)
+            + log_transition,
+            axis=1,
+        )
+        log_prior = ops.where(
+            started > 0, log_prior, -math.log(self.num_states)
+        )
         started = ops.expand_dims(started, -1)
         mean = level + ops.tanh(raw) * (x_tm1 - level) * started
-        # Stationary AR(1) scale s / sqrt(1 - tanh(r)^2) = s * cosh(r).
-        log_scale = log_scale + (1.0 - started) * ops.log(ops.cosh(raw))
+        # A floor on the scale: on exactly repeated values (unmasked zero
+        # padding) a state's scale would otherwise shrink without bound.
+        log_scale = ops.maximum(log_scale, _HMM_LOG_SCALE_FLOOR)
+        # The first step's stationary AR(1) scale s / sqrt(1 - tanh(r)^2)
+        # = s cosh(r), with log cosh(r) = |r| + softplus(-2|r|) - log 2
+        # (cosh overflows beyond |r| ~ 89).
+        magnitude = ops.abs(raw)
+        log_cosh = magnitude + ops.softplus(-2.0 * magnitude) - math.log(2.0)
+        log_scale = log_scale + (1.0 - started) * log_cosh
         density = _internals.distributions().Normal(mean, ops.exp(log_scale))
         log_density = ops.sum(
             density.log_prob(ops.expand_dims(x, 1)), axis=-1
         )
         logits = log_prior + log_density
         log_evidence = ops.logsumexp(logits, axis=-1, keepdims=True)
-        q = ops.exp(logits - log_evidence)
-        return logits, log_evidence[:, 0], [q, x]
+        # Returned normalized (log q_t) and floored: the packed output may
+        # be float16, where an outlier's raw logits would overflow to -inf.
+        log_q = ops.maximum(logits - log_evidence, -1e4)
+        return log_q, log_evidence[:, 0], [ops.exp(log_q), x]
 
     def _input_log_density(self, inputs, h):
         """`log N(x_t; h @ W_k + b_k, diag scale_k^2)` per state, float32."""
@@ -684,7 +720,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     Returns:
         `h` (`(batch, units)`, or `(batch, time, units)` with
         `return_sequences`), then `q` and `z` with `return_switches`, then the
-        states with `return_state`.
+        states with `return_state`: `h`, `c`, then `z_{t-1}` with
+        `markov_transition=True`, or `q_{t-1}` and `x_{t-1}` with
+        `switch="hmm"`.
 
     Example:
 

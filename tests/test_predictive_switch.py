@@ -163,3 +163,14 @@ def test_predictive_layer_saves_and_loads(tmp_path):
 def test_bad_predictive_arguments_fail_clearly(kwargs, words):
     with pytest.raises(ValueError, match=words):
         MarkovLSTM(4, **kwargs)
+
+
+def test_predictive_switch_runs_under_mixed_precision():
+    # The prior logits come in float16 and the density in float32: they
+    # used to meet in an add that TensorFlow refuses.
+    x = np.random.default_rng(6).normal(size=(2, 6, 3)).astype("float32")
+    layer = MarkovLSTM(4, num_states=2, switch="predictive",
+                       return_switches=True, dtype="mixed_float16")
+    h, q, z = layer(x, training=True)
+    assert h.dtype == "float16" and q.dtype == "float32"
+    assert np.all(np.isfinite(q)) and np.isfinite(float(layer.losses[0]))
