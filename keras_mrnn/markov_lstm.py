@@ -239,7 +239,7 @@ class MarkovLSTMCell(
         if self.markov_transition:
             self.state_size.append(self.num_states)
         if self.switch == "hmm":
-            # q_{t-1}; x_{t-1} (as wide as the input) is added in `build`.
+            # q_{t-1}; x_{t-1} (as wide as the input) joins in `build`.
             self.state_size.append(self.num_states)
         self.output_size = self._output_layout().size
         self._gate_width = 4 * self.num_states * self.units
@@ -368,8 +368,8 @@ class MarkovLSTMCell(
             name="switch_transition",
             initializer=initializers.Constant(stay * np.eye(num_states)),
         )
-        if len(self.state_size) == 3:
-            self.state_size.append(input_dim)
+        # x_{t-1}'s width is the input's (hmm excludes markov_transition).
+        self.state_size = [self.units, self.units, num_states, input_dim]
 
     # A variable, so that a compiled model reads its current value.
     temperature = ScheduledScalar(

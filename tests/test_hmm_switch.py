@@ -8,13 +8,12 @@ over at most a few dozen steps of O(1) values, so 1e-4 (relative and
 absolute) covers its rounding on any device (TF32 off: see conftest.py).
 """
 
-import math
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from _helpers import normal_log_pdf, softmax
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.datasets import normalized_mutual_information
@@ -50,7 +49,7 @@ def numpy_forward(x, cell):
     a = np.tanh(cell.switch_persistence.numpy().astype("float64"))
     scale = np.exp(cell.switch_log_scale.numpy().astype("float64"))
     logits = cell.switch_transition.numpy().astype("float64")
-    transition = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    transition = softmax(logits)
     n, steps, _ = x.shape
     k = level.shape[0]
     prior = np.full((n, k), 1.0 / k)
@@ -62,8 +61,7 @@ def numpy_forward(x, cell):
             mean = level + a * (x[:, t - 1, None, :] - level)
             sd = scale[None]
         density = np.exp(np.sum(
-            -0.5 * ((x[:, t, None, :] - mean) / sd) ** 2 - np.log(sd)
-            - 0.5 * math.log(2 * math.pi), axis=-1))
+            normal_log_pdf(x[:, t, None, :], mean, sd), axis=-1))
         joint = prior * density
         evidence = joint.sum(-1)
         q = joint / evidence[:, None]
