@@ -10,6 +10,8 @@ Public API:
     datasets: MNIST loader and the synthetic tasks of the examples.
     plotting: figures of switches, state usage, predictions and images.
     stateful: helpers for stateful training.
+    switches: the switches of the Markov LSTM (LinearSwitch,
+        PredictiveSwitch, HMMSwitch).
 """
 
 from keras_mrnn import callbacks
@@ -17,6 +19,7 @@ from keras_mrnn import datasets
 from keras_mrnn import gumbel
 from keras_mrnn import plotting
 from keras_mrnn import stateful
+from keras_mrnn import switches
 from keras_mrnn.markov_lstm import MarkovLSTM
 from keras_mrnn.markov_lstm import MarkovLSTMCell
 from keras_mrnn.stateful import reset_states
@@ -36,4 +39,5 @@ __all__ = [
     "plotting",
     "reset_states",
     "stateful",
+    "switches",
 ]

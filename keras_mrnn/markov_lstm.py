@@ -3,17 +3,13 @@
 Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
-import math
-import statistics
-
 import keras
-import numpy as np
-from keras import initializers
 from keras import ops
 
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
+from keras_mrnn import switches
 from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
@@ -21,13 +17,6 @@ from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._scheduled import ScheduledScalar
 
 INFERENCE_SWITCHES = ("argmax", "sample", "expected")
-SWITCHES = ("linear", "predictive", "hmm")
-# The switches with an input likelihood (`MarkovLSTM(input_likelihood_weight)`).
-LIKELIHOOD_SWITCHES = ("predictive", "hmm")
-# The hmm switch starts out staying in a state with this probability.
-_HMM_INITIAL_STAY = 0.9
-# The hmm switch's scales stay above exp(-7) ~ 1e-3 (standardized inputs).
-_HMM_LOG_SCALE_FLOOR = -7.0
 
 
 # `DropoutRNNCell` gives `keras.layers.LSTMCell` its per-sequence dropout
@@ -40,7 +29,8 @@ class MarkovLSTMCell(
 
     At every step K LSTMs read the same input `x_t` and the same previous
     state `(h_{t-1}, c_{t-1})`. Switch logits computed from `(x_t, h_{t-1})`
-    (with `switch="hmm"`, from the inputs alone) give `q_t = softmax(logits_t)`; a switch `z_t` (a one-hot Gumbel-softmax
+    (with `switch="hmm"`, from the inputs alone) give `q_t =
+    softmax(logits_t)`; a switch `z_t` (a one-hot Gumbel-softmax
     sample with the gradient of the relaxed one while training, by default,
     and `one_hot(argmax q_t)` at inference) mixes the K candidate states:
     `h_t = sum_k z_t[k] h^k_t`, `c_t = sum_k z_t[k] c^k_t`. With
@@ -52,12 +42,9 @@ class MarkovLSTMCell(
     `kernel`, `recurrent_kernel` and `bias` are laid out as
     `[i | f | g | o]`, each gate block holding the K LSTMs one after the
     other (`k * units + j`); `lstm_weights(k)` returns the weights of LSTM
-    `k` in the layout of `keras.layers.LSTMCell`. The switch has its own
-    weights: `switch_kernel` (linear switch), `switch_recurrent_kernel` and
-    `switch_bias` (linear and predictive switches), `switch_mean_kernel`,
-    `switch_mean_bias` and `switch_log_scale` (predictive switch),
-    `switch_level`, `switch_persistence`, `switch_log_scale` and
-    `switch_transition` (hmm switch).
+    `k` in the layout of `keras.layers.LSTMCell`. The switch
+    (`keras_mrnn.switches`) has its own weights, made on the cell and named
+    `switch_*` (and `transition_kernel`): see each switch.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -80,54 +67,38 @@ class MarkovLSTMCell(
         markov_transition: If `True`, the switch logits get a learned K x K
             transition term `z_{t-1} @ transition_kernel`, with `z_{t-1}`
             carried as a third state, so that `q(z_t | z_{t-1}, x_t, h_{t-1})`
-            is an explicit Markov chain. Use it when the regimes of the data
-            persist (or alternate) in a way that `h_{t-1}` alone describes
-            poorly. `z_0` is zero, so the first step has no transition term.
-        switch: How the switch logits are computed. `"linear"` (default,
-            the reference): `x_t @ switch_kernel + h_{t-1} @
-            switch_recurrent_kernel + switch_bias`. `"predictive"`: each
-            state k predicts the step's input from the past,
-            `N(x_t; h_{t-1} @ W_k + b_k, diag(exp(log_scale_k))^2)`
-            (`switch_mean_kernel`, `switch_mean_bias`, `switch_log_scale`),
-            and the logits are Bayes' rule over those predictions: the
-            prior logits `h_{t-1} @ switch_recurrent_kernel + switch_bias`
-            (plus the transition term) plus the log density of `x_t` under
-            each state. `q_z(t)` is then a posterior over which state's
-            prediction explains the input, the structure of a Bayes filter
-            for regime-switching data. Train it with
-            `MarkovLSTM(input_likelihood_weight=...)`, which adds the
-            negative log-likelihood of the inputs under the mixture of
-            predictions; without it only the task's gradient shapes the
-            predictions. Inputs should be roughly standardized (the
-            predictions start near N(b_k, 1) with `b_k ~ N(0, 1)`).
-            `"hmm"`: the switch is the forward filter of a hidden Markov
-            model of the inputs, and does not read `h_{t-1}`.
+            is an explicit Markov chain (`LinearSwitch(markov_transition=
+            True)`, or the predictive one's). Use it when the regimes of the
+            data persist (or alternate) in a way that `h_{t-1}` alone
+            describes poorly. `z_0` is zero, so the first step has no
+            transition term. Not with the hmm switch, which has its own
+            transition matrix.
+        switch: How the switch logits are computed: a string, a
+            `keras_mrnn.switches.Switch` or a switch's serialized config, as
+            initializers are given. A switch object belongs to one cell.
 
-            - State k is a Gaussian AR(1) regime around its own level,
-              `x_t ~ N(mu_k + a_k (x_{t-1} - mu_k), diag(s_k)^2)`, each
-              feature independent given the state (`switch_level` mu_k,
-              `switch_persistence` with `a_k = tanh(switch_persistence_k)`,
-              `switch_log_scale` log s_k, floored at -7).
-            - The states follow a learned Markov chain
-              `P = softmax(switch_transition, axis=-1)` (rows).
-            - The logits are `log(q_{t-1} @ P) + log N(x_t | k)`
-              (normalized), so `q_z(t)` is `p(state_t | x_1, ..., x_t)` of
-              that model: with the true parameters, the Bayes filter.
-            - `q_{t-1}` and `x_{t-1}` are carried as two more states. Zero
-              states start a sequence: a uniform prior and each regime's
-              stationary distribution. Masked steps are skipped (the filter
-              goes on from the last valid step).
-            - Train it with `MarkovLSTM`, whose `input_likelihood_weight`
-              (default 1.0 for this switch) adds the model's negative
-              log-likelihood of the inputs. In a plain `keras.layers.RNN`
-              only the task's gradient, through the switch, reaches it, and
-              `return_state=True` on a symbolic input lists one state fewer
-              (`x_{t-1}` is as wide as the input, known once the cell is
-              built, after the RNN copied `state_size`).
-            - The levels start at the K quantiles of N(0, 1): standardize
-              the inputs, and mask padding.
-            - Cannot be combined with `markov_transition` (it has its own
-              transition matrix).
+            - `"linear"` (default, the reference; `LinearSwitch()`):
+              `x_t @ switch_kernel + h_{t-1} @ switch_recurrent_kernel +
+              switch_bias`.
+            - `"predictive"` (`PredictiveSwitch()`): each state predicts
+              the step's input from `h_{t-1}`, and the logits are Bayes'
+              rule over those predictions.
+            - `"hmm"` (`HMMSwitch()`): `q_z(t)` is the forward filter of a
+              hidden Markov model of the inputs (Gaussian AR(1) regimes,
+              each around its own level, and a learned transition matrix);
+              it does not read `h_{t-1}`. `HMMSwitch(order=...,
+              switching_ar=..., switching_scale=..., covariance=...,
+              task_gradient=...)` configures it, and `MarkovLSTM.adapt`
+              fits it to data by EM. Train it with `MarkovLSTM`, whose
+              `input_likelihood_weight` (default 1.0 for this switch and the
+              predictive one) adds the model's negative log-likelihood of
+              the inputs; in a plain `keras.layers.RNN` only the task's
+              gradient, through the switch, reaches it, and
+              `return_state=True` on a symbolic input lists fewer states
+              (those as wide as the input are known once the cell is built,
+              after the RNN copied `state_size`). Standardize the inputs
+              (its levels start at the K quantiles of N(0, 1)), and mask
+              padding.
         activation: Activation of the cell input and output (`tanh`).
         recurrent_activation: Activation of the gates (`sigmoid`).
         use_bias: Boolean, whether the layer uses a bias vector.
@@ -156,9 +127,10 @@ class MarkovLSTMCell(
     Call arguments:
         inputs: A 2-D tensor `(batch, features)`.
         states: List of the previous states: `h` and `c`, both
-            `(batch, units)`, and `z` `(batch, num_states)` when
-            `markov_transition=True`; with `switch="hmm"`, `q_{t-1}`
-            `(batch, num_states)` and `x_{t-1}` `(batch, features)`.
+            `(batch, units)`, then the switch's: `z_{t-1}` `(batch,
+            num_states)` with `markov_transition=True`; with `switch="hmm"`,
+            `q_{t-1}` `(batch, num_states)` and `x_{t-1}` `(batch, features)`
+            (see `HMMSwitch` for its other orders).
         training: Python boolean: Gumbel-softmax switch and dropout when
             true, the `inference_switch` otherwise.
 
@@ -198,6 +170,7 @@ class MarkovLSTMCell(
         output_switches=False,
         **kwargs,
     ):
+        switches.check_no_switch_arguments("MarkovLSTMCell", kwargs, switch)
         super().__init__(**kwargs)
         self.units = check.positive_int("units", units)
         self.num_states = check.positive_int("num_states", num_states)
@@ -208,17 +181,8 @@ class MarkovLSTMCell(
         self.inference_switch = check.choice(
             "inference_switch", inference_switch, INFERENCE_SWITCHES
         )
-        self.markov_transition = check.boolean(
-            "markov_transition", markov_transition
-        )
-        self.switch = check.choice("switch", switch, SWITCHES)
-        if self.switch == "hmm" and self.markov_transition:
-            raise ValueError(
-                "Arguments `switch='hmm'` and `markov_transition=True` "
-                "cannot be combined: the hmm switch has its own transition "
-                "matrix (`switch_transition`). Received: switch='hmm', "
-                "markov_transition=True."
-            )
+        self.switch = switches.get(switch, markov_transition)
+        self.switch._attach(self)
         self.use_bias = check.boolean("use_bias", use_bias)
         self.unit_forget_bias = check.boolean(
             "unit_forget_bias", unit_forget_bias
@@ -234,22 +198,26 @@ class MarkovLSTMCell(
         self.output_switches = check.boolean(
             "output_switches", output_switches
         )
+        # Files saved before the switches were components order some
+        # switch weights after `bias` (set by `from_config`, see there).
+        self._legacy_weight_order = False
 
-        self.state_size = [self.units, self.units]
-        if self.markov_transition:
-            self.state_size.append(self.num_states)
-        if self.switch == "hmm":
-            # q_{t-1}; x_{t-1} (as wide as the input) joins in `build`.
-            self.state_size.append(self.num_states)
+        # The switch's states (some as wide as the input) join in `build`.
+        self.state_size = [self.units, self.units] + self.switch.state_size()
         self.output_size = self._output_layout().size
         self._gate_width = 4 * self.num_states * self.units
+
+    @property
+    def markov_transition(self):
+        """Whether the switch logits have the `z_{t-1}` transition term."""
+        return getattr(self.switch, "markov_transition", False)
 
     def _output_layout(self):
         """The fields of a step's output (see `output_switches`)."""
         fields = [("h", self.units)]
         if self.output_switches:
             fields += [("logits", self.num_states), ("z", self.num_states)]
-            if self.switch in LIKELIHOOD_SWITCHES:
+            if self.switch.has_input_likelihood:
                 fields.append(("log_evidence", SCALAR))
         return PackedLayout(fields)
 
@@ -257,7 +225,7 @@ class MarkovLSTMCell(
     def build(self, input_shape):
         self._check_step_shape(input_shape)
         input_dim = input_shape[-1]
-        width, num_states = self._gate_width, self.num_states
+        width = self._gate_width
         self.kernel = self._add_weight("kernel", (input_dim, width), "kernel")
         self.recurrent_kernel = self._add_weight(
             "recurrent_kernel", (self.units, width), "recurrent"
@@ -265,41 +233,7 @@ class MarkovLSTMCell(
         # The switch has weights of its own: appended to the gate kernels
         # they would make the per-step matmul an awkward width (4Km + K)
         # that runs markedly slower than 4Km on CPU.
-        self.switch_kernel = None
-        if self.switch == "linear":
-            self.switch_kernel = self._add_weight(
-                "switch_kernel", (input_dim, num_states), "kernel"
-            )
-        elif self.switch == "hmm":
-            self._build_hmm(input_dim)
-        else:
-            # Each state k predicts the step's input from h_{t-1}:
-            # N(x_t; h_{t-1} @ W_k + b_k, diag exp(log_scale_k)^2).
-            self.switch_mean_kernel = self._add_weight(
-                "switch_mean_kernel",
-                (self.units, num_states * input_dim),
-                "kernel",
-            )
-            self.switch_mean_bias = self.add_weight(
-                shape=(num_states * input_dim,),
-                name="switch_mean_bias",
-                # Random, so that the K predictions start apart.
-                initializer=initializers.RandomNormal(
-                    stddev=1.0, seed=self.seed
-                ),
-            )
-            self.switch_log_scale = self.add_weight(
-                shape=(num_states, input_dim),
-                name="switch_log_scale",
-                initializer="zeros",
-            )
-        # The hmm switch's prior is its transition matrix, not h_{t-1}.
-        self.switch_recurrent_kernel = None
-        if self.switch != "hmm":
-            self.switch_recurrent_kernel = self._add_weight(
-                "switch_recurrent_kernel", (self.units, num_states),
-                "recurrent",
-            )
+        self.switch.build(input_dim)
         if self.use_bias:
             block = self.num_states * self.units
 
@@ -316,60 +250,46 @@ class MarkovLSTMCell(
             self.bias = self._add_weight(
                 "bias", (width,), "bias", bias_initializer
             )
-            self.switch_bias = None
-            if self.switch != "hmm":
-                self.switch_bias = self._add_weight(
-                    "switch_bias", (num_states,), "bias"
-                )
         else:
             self.bias = None
-            self.switch_bias = None
-        if self.markov_transition:
-            self.transition_kernel = self.add_weight(
-                shape=(self.num_states, self.num_states),
-                name="transition_kernel",
-                initializer="zeros",
-            )
         type(self).temperature.add_variable(self)
+        self.state_size = [self.units, self.units] + self.switch.state_size(
+            input_dim
+        )
         self.built = True
 
-    def _build_hmm(self, input_dim):
-        num_states = self.num_states
-        # Levels spread over the K quantiles of N(0, 1) (for standardized
-        # inputs): started together, one state can take two regimes and
-        # leave another unused, a local optimum gradient descent keeps.
-        quantiles = [
-            statistics.NormalDist().inv_cdf((k + 0.5) / num_states)
-            for k in range(num_states)
+    def get_config(self):
+        config = super().get_config()
+        config["switch"] = keras.saving.serialize_keras_object(self.switch)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        cell = cls(**config)
+        cell._legacy_weight_order = isinstance(config.get("switch"), str)
+        return cell
+
+    def load_own_variables(self, store):
+        """Loads the weights, also from files saved before switches were
+        components (switch given as a string in the config), whose linear
+        and predictive switches saved `switch_bias` and
+        `switch_transition_kernel` after the LSTMs' `bias`."""
+        late = [
+            getattr(self.switch, name)
+            for name in self.switch._late_legacy_weights
+            if name in self.switch._weight_names
         ]
-        levels = np.repeat(np.array(quantiles)[:, None], input_dim, axis=1)
-        self.switch_level = self.add_weight(
-            shape=(num_states, input_dim),
-            name="switch_level",
-            initializer=initializers.Constant(levels),
-        )
-        self.switch_persistence = self.add_weight(
-            shape=(num_states, input_dim),
-            name="switch_persistence",
-            initializer="zeros",
-        )
-        self.switch_log_scale = self.add_weight(
-            shape=(num_states, input_dim),
-            name="switch_log_scale",
-            initializer="zeros",
-        )
-        stay = 0.0
-        if num_states > 1:
-            stay = math.log(
-                _HMM_INITIAL_STAY * (num_states - 1) / (1 - _HMM_INITIAL_STAY)
-            )
-        self.switch_transition = self.add_weight(
-            shape=(num_states, num_states),
-            name="switch_transition",
-            initializer=initializers.Constant(stay * np.eye(num_states)),
-        )
-        # x_{t-1}'s width is the input's (hmm excludes markov_transition).
-        self.state_size = [self.units, self.units, num_states, input_dim]
+        if not (self._legacy_weight_order and late and self.use_bias):
+            return super().load_own_variables(store)
+        trainable = [
+            v for v in self._trainable_variables
+            if not any(v is w for w in late)
+        ]
+        order = trainable + late + self._non_trainable_variables
+        if len(store.keys()) != len(order):
+            return super().load_own_variables(store)
+        for i, variable in enumerate(order):
+            variable.assign(store[f"{i}"])
 
     # A variable, so that a compiled model reads its current value.
     temperature = ScheduledScalar(
@@ -457,7 +377,7 @@ class MarkovLSTMCell(
         # against a column of ones, because the gradient of a broadcast bias
         # add is a column reduction that TF runs far slower than a matmul.
         flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
-        kernel, switch_kernel = self.kernel, self.switch_kernel
+        kernel = self.kernel
         if self.use_bias:
             flat = ops.concatenate(
                 [flat, ops.ones_like(flat[:, :1])], axis=-1
@@ -465,21 +385,13 @@ class MarkovLSTMCell(
             kernel = ops.concatenate(
                 [kernel, ops.expand_dims(self.bias, 0)], axis=0
             )
-            if switch_kernel is not None:
-                switch_kernel = ops.concatenate(
-                    [switch_kernel, ops.expand_dims(self.switch_bias, 0)],
-                    axis=0,
-                )
         gates = ops.matmul(flat, kernel)
         leading = tuple(ops.shape(inputs)[:-1])
-        parts = [ops.reshape(gates, leading + (self._gate_width,))]
-        if self.switch == "linear":
-            logits = ops.matmul(flat, switch_kernel)
-            parts.append(ops.reshape(logits, leading + (self.num_states,)))
-        else:
-            # The predictive and hmm switches score the input itself
-            # (undropped).
-            parts.append(raw_inputs)
+        parts = [
+            ops.reshape(gates, leading + (self._gate_width,)),
+            # Undropped: the predictive and hmm switches score the input.
+            self.switch.project_inputs(flat, raw_inputs),
+        ]
         if self._uses_noise(training):
             noise = gumbel.sample_gumbel(
                 leading + (self.num_states,), seed=self.seed_generator,
@@ -527,30 +439,9 @@ class MarkovLSTMCell(
             h_in = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
         z = gates_in + ops.matmul(h_in, self.recurrent_kernel)
         i, f, g, o = ops.split(z, 4, axis=-1)
-        log_evidence = None
-        if self.switch == "hmm":
-            logits, log_evidence, filter_states = self._hmm_filter(
-                switch_in, states[2], states[3]
-            )
-        elif self.switch == "linear":
-            logits = switch_in + ops.matmul(
-                h_in, self.switch_recurrent_kernel
-            )
-        else:
-            logits = ops.matmul(h_in, self.switch_recurrent_kernel)
-            if self.use_bias:
-                logits = logits + self.switch_bias
-        if self.markov_transition:
-            logits = logits + ops.matmul(states[2], self.transition_kernel)
-        if self.switch == "predictive":
-            # Bayes' rule: q(z_t) ∝ prior(z_t | past) * p(x_t | z_t, past).
-            # In float32 (the density is): under mixed precision the prior
-            # logits come in float16.
-            prior = ops.cast(logits, "float32")
-            logits = prior + self._input_log_density(switch_in, h_in)
-            log_evidence = ops.logsumexp(logits, axis=-1) - ops.logsumexp(
-                prior, axis=-1
-            )
+        logits, log_evidence, carry = self.switch.logits(
+            switch_in, h_in, states[2:]
+        )
         if log_evidence is not None:
             # Packed in the compute dtype: float16 overflows below -65504.
             log_evidence = ops.maximum(log_evidence, -6e4)
@@ -574,89 +465,16 @@ class MarkovLSTMCell(
             h = ops.sum(weights * h_all, axis=1)
             c = ops.sum(weights * c_all, axis=1)
 
-        new_states = [h, c]
-        if self.markov_transition:
-            new_states.append(switch)
-        if self.switch == "hmm":
-            new_states += [ops.cast(s, h.dtype) for s in filter_states]
+        new_states = [h, c] + [
+            ops.cast(state, h.dtype)
+            for state in self.switch.next_states(carry, switch)
+        ]
         output = self._output_layout().pack(
             {"h": h, "logits": logits, "z": switch,
              "log_evidence": log_evidence},
             dtype=h.dtype,
         )
         return output, new_states
-
-    def _hmm_filter(self, inputs, q_tm1, x_tm1):
-        """One step of the hmm switch's forward filter (float32).
-
-        Returns the logits `log(q_{t-1} @ P) + log N(x_t | k)`, the log
-        evidence `log p(x_t | x_1, ..., x_{t-1})` `(batch,)`, and the new
-        filter states `[q_t, x_t]`.
-        """
-        x = ops.cast(inputs, "float32")
-        q_tm1 = ops.cast(q_tm1, "float32")
-        x_tm1 = ops.expand_dims(ops.cast(x_tm1, "float32"), 1)
-        # In float32 under mixed precision too (Keras autocasts the weights
-        # to the compute dtype inside `call`).
-        level, raw, log_scale, transition = [
-            ops.cast(w, "float32") for w in (
-                self.switch_level, self.switch_persistence,
-                self.switch_log_scale, self.switch_transition)
-        ]
-        # Zero states mark a sequence's first step (q_{t-1} sums to 1 after
-        # it): a uniform prior, and each regime's stationary distribution.
-        # Under mixed precision q_{t-1} was stored in float16 and sums to
-        # 1 +- 1e-3: renormalized, so the rounding does not build up.
-        total = ops.sum(q_tm1, axis=-1, keepdims=True)
-        started = ops.cast(total > 0.5, "float32")
-        q_tm1 = q_tm1 / ops.maximum(total, 1e-6)
-        # In log space: a row of P may underflow in float32, log P not.
-        log_transition = transition - ops.logsumexp(
-            transition, axis=-1, keepdims=True
-        )
-        log_prior = ops.logsumexp(
-            ops.expand_dims(ops.log(ops.maximum(q_tm1, 1e-30)), -1)
-            + log_transition,
-            axis=1,
-        )
-        log_prior = ops.where(
-            started > 0, log_prior, -math.log(self.num_states)
-        )
-        started = ops.expand_dims(started, -1)
-        mean = level + ops.tanh(raw) * (x_tm1 - level) * started
-        # A floor on the scale: on exactly repeated values (unmasked zero
-        # padding) a state's scale would otherwise shrink without bound.
-        log_scale = ops.maximum(log_scale, _HMM_LOG_SCALE_FLOOR)
-        # The first step's stationary AR(1) scale s / sqrt(1 - tanh(r)^2)
-        # = s cosh(r), with log cosh(r) = |r| + softplus(-2|r|) - log 2
-        # (cosh overflows beyond |r| ~ 89).
-        magnitude = ops.abs(raw)
-        log_cosh = magnitude + ops.softplus(-2.0 * magnitude) - math.log(2.0)
-        log_scale = log_scale + (1.0 - started) * log_cosh
-        density = _internals.distributions().Normal(mean, ops.exp(log_scale))
-        log_density = ops.sum(
-            density.log_prob(ops.expand_dims(x, 1)), axis=-1
-        )
-        logits = log_prior + log_density
-        log_evidence = ops.logsumexp(logits, axis=-1, keepdims=True)
-        # Returned normalized (log q_t) and floored: the packed output may
-        # be float16, where an outlier's raw logits would overflow to -inf.
-        log_q = ops.maximum(logits - log_evidence, -1e4)
-        return log_q, log_evidence[:, 0], [ops.exp(log_q), x]
-
-    def _input_log_density(self, inputs, h):
-        """`log N(x_t; h @ W_k + b_k, diag scale_k^2)` per state, float32."""
-        features = self.switch_log_scale.shape[-1]
-        mean = ops.matmul(h, self.switch_mean_kernel) + self.switch_mean_bias
-        mean = ops.reshape(
-            ops.cast(mean, "float32"), (-1, self.num_states, features)
-        )
-        scale = ops.exp(ops.cast(self.switch_log_scale, "float32"))
-        density = _internals.distributions().Normal(mean, scale)
-        return ops.sum(
-            density.log_prob(ops.expand_dims(ops.cast(inputs, "float32"), 1)),
-            axis=-1,
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -760,23 +578,31 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         self.entropy_weight = check.non_negative_float(
             "entropy_weight", entropy_weight
         )
-        switch = kwargs.get("switch", "linear")
+        switches.check_no_switch_arguments(
+            "MarkovLSTM", kwargs, kwargs.get("switch", "linear"))
+        # Made here (and handed on to the cell) to learn whether it has an
+        # input likelihood.
+        given = kwargs.get("switch", "linear")
+        switch = kwargs["switch"] = switches.get(
+            given,
+            kwargs.get("markov_transition", False),
+        )
         if input_likelihood_weight is None:
             input_likelihood_weight = (
-                1.0 if switch in LIKELIHOOD_SWITCHES else 0.0
+                1.0 if switch.has_input_likelihood else 0.0
             )
         self.input_likelihood_weight = check.non_negative_float(
             "input_likelihood_weight", input_likelihood_weight
         )
         if (
             self.input_likelihood_weight > 0
-            and switch not in LIKELIHOOD_SWITCHES
+            and not switch.has_input_likelihood
         ):
             raise ValueError(
                 "Argument `input_likelihood_weight` needs switch='predictive'"
                 " or switch='hmm' (the linear switch has no input "
                 f"likelihood). Received: input_likelihood_weight="
-                f"{input_likelihood_weight!r} with switch={switch!r}."
+                f"{input_likelihood_weight!r} with switch={given!r}."
             )
         cell = self._make_cell(
             kwargs,
@@ -858,6 +684,15 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         specs = [keras.KerasTensor(shape, dtype=dtype)
                  for shape, dtype in zip(shapes, dtypes)]
         return specs[0] if len(specs) == 1 else specs
+
+    @classmethod
+    def from_config(cls, config):
+        layer = super().from_config(config)
+        # Saved before the switches were components (see the cell's).
+        layer.cell._legacy_weight_order = isinstance(
+            config.get("switch"), str
+        )
+        return layer
 
     def get_config(self):
         return {

@@ -16,6 +16,7 @@ import tensorflow as tf
 from _helpers import normal_log_pdf, softmax
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 from keras_mrnn.datasets import MarkovSwitchingAR
+from keras_mrnn.switches import HMMSwitch
 from keras_mrnn.datasets import normalized_mutual_information
 
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -221,9 +222,10 @@ def test_initial_weights_spread_the_levels_and_favour_staying():
                                atol=1e-5)
     transition = keras.ops.softmax(cell.switch_transition, axis=-1)
     np.testing.assert_allclose(np.diag(transition), 0.9, atol=1e-6)
-    # The linear and predictive switches' weights are not made.
-    assert cell.switch_recurrent_kernel is None
-    assert cell.switch_kernel is None
+    # The cell's weights are the LSTMs' and the HMM's only.
+    assert [w.name for w in cell.trainable_weights] == [
+        "kernel", "recurrent_kernel", "switch_level", "switch_persistence",
+        "switch_log_scale", "switch_transition", "bias"]
 
 
 def test_hmm_layer_saves_and_loads(tmp_path):
@@ -237,7 +239,8 @@ def test_hmm_layer_saves_and_loads(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     layer = loaded.layers[1]
-    assert layer.cell.switch == "hmm"
+    assert isinstance(layer.cell.switch, HMMSwitch)
+    assert layer.cell.switch.get_config() == HMMSwitch().get_config()
     assert layer.input_likelihood_weight == 1.0
     for got, want in zip(loaded(x), model(x)):
         np.testing.assert_allclose(got, want, **TOL)
