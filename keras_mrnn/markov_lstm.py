@@ -4,8 +4,10 @@ Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_mrnn import _hmm
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
@@ -639,6 +641,103 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     @temperature.setter
     def temperature(self, value):
         self.cell.temperature = value
+
+    def adapt(self, x, mask=None, restarts=10, max_iter=100, seed=None):
+        """Fits the hmm switch to the inputs by EM, before training.
+
+        As Keras's preprocessing layers `adapt` to data: sets the
+        `HMMSwitch`'s levels, AR coefficients, scales (or covariances) and
+        transition matrix to the maximum-likelihood fit of its model to
+        `x`, by expectation-maximization (Baum-Welch, whose M-step is a
+        weighted least-squares regression) from `restarts` starts: the
+        quantiles of the data's first principal component, then k-means
+        clusterings and random persistent segmentations. The start with
+        the best log-likelihood wins. The LSTMs are untouched; train them
+        afterwards with `fit` (with `HMMSwitch(task_gradient=False)` the
+        task's loss then leaves the fitted regimes alone). Builds the layer
+        if it is not built yet.
+
+        Args:
+            x: Inputs `(batch, time, features)` (NumPy or a tensor), as
+                the layer will see them (standardized).
+            mask: Optional boolean `(batch, time)`: masked steps are
+                skipped, as the layer's filter skips them.
+            restarts: Positive integer, the number of starts.
+            max_iter: Positive integer, the EM iterations per start (a
+                start stops earlier once its log-likelihood per step
+                improves by less than 1e-8 nats).
+            seed: Integer seed of the random starts, or `None`.
+
+        Returns:
+            The fitted model's log-likelihood of `x`, in nats: the sum of
+            `log p(x_t | x_1, ..., x_{t-1})` over sequences and valid steps
+            (what the layer's input likelihood term averages).
+
+        Example:
+
+        >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+        >>> x, regimes = process.sample(50, 100, seed=0)
+        >>> layer = keras_mrnn.MarkovLSTM(
+        ...     8, num_states=3, switch="hmm", return_switches=True)
+        >>> log_likelihood = layer.adapt(x, restarts=3, seed=0)
+        >>> _, q, _ = layer(x)
+        >>> nmi = keras_mrnn.datasets.normalized_mutual_information(
+        ...     regimes, np.argmax(q, -1))
+        >>> bool(nmi > 0.5)
+        True
+        """
+        switch = self.cell.switch
+        if not isinstance(switch, switches.HMMSwitch):
+            raise ValueError(
+                f"Layer '{self.name}': `adapt` fits the hmm switch; this "
+                f"layer's switch is {switch!r}. Use switch='hmm' or "
+                "keras_mrnn.switches.HMMSwitch(...)."
+            )
+        restarts = check.positive_int("restarts", restarts)
+        max_iter = check.positive_int("max_iter", max_iter)
+        seed = check.optional_seed("seed", seed)
+        x = np.asarray(ops.convert_to_numpy(x), dtype="float64")
+        if x.ndim != 3:
+            raise ValueError(
+                f"Layer '{self.name}': `adapt` expects `x` of shape (batch, "
+                f"time, features). Received shape {x.shape}."
+            )
+        if mask is not None:
+            mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
+            if mask.shape != x.shape[:2]:
+                raise ValueError(
+                    f"Layer '{self.name}': `mask` must have shape (batch, "
+                    f"time) = {x.shape[:2]}. Received shape {mask.shape}."
+                )
+        valid = np.ones(x.shape[:2], bool) if mask is None else mask
+        if not valid.any():
+            raise ValueError(
+                f"Layer '{self.name}': `adapt` received no valid step "
+                f"(x of shape {x.shape}, everything masked)."
+            )
+        bad = ~np.isfinite(x) & valid[..., None]
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"Layer '{self.name}': `x` must be finite on its valid "
+                f"steps; it holds {int(bad.sum())} NaN or infinite values, "
+                f"the first at index {where}: {x[where]!r}."
+            )
+        features = x.shape[-1]
+        if not self.built:
+            self.build((None, None, features))
+        elif switch.input_dim != features:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {switch.input_dim} "
+                f"features; `adapt` received x with {features} (shape "
+                f"{x.shape})."
+            )
+        parameters, log_likelihood, _ = _hmm.fit(
+            switch, np.where(valid[..., None], x, 0.0), mask, restarts,
+            max_iter, seed,
+        )
+        switch.set_parameters(**parameters)
+        return log_likelihood
 
     def _unpack(self, last_output, outputs, mask, training):
         if not self.cell.output_switches:
