@@ -6,6 +6,8 @@
   code (a sine wave with or without a hidden high-frequency cosine).
 - `stateful_cosine`: the damped cosine series of Keras's classic stateful
   LSTM example, with its "mean of the next `lahead` values" target.
+- `load_gnp`: Hamilton's quarterly US real GNP growth, 1951Q2-1984Q4,
+  shipped with the package, and the NBER recession quarters of the period.
 - `MarkovSwitchingAR`: sequences that move between K regimes of a sticky
   Markov chain, with the Bayes filter and predictor of the true parameters
   (the ceiling for "which regime is it in"), and
@@ -21,6 +23,15 @@ import numpy as np
 from keras_mrnn import _validation as check
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# NBER's US business-cycle reference dates (nber.org/research/data/us-
+# business-cycle-expansions-and-contractions) within 1951Q2-1984Q4, as
+# recession quarters: from the quarter after each peak through the trough.
+NBER_RECESSIONS = (
+    ("1953Q3", "1954Q2"), ("1957Q4", "1958Q2"), ("1960Q3", "1961Q1"),
+    ("1970Q1", "1970Q4"), ("1974Q1", "1975Q1"), ("1980Q2", "1980Q3"),
+    ("1981Q4", "1982Q4"),
+)
 
 
 def _seed(seed):
@@ -246,6 +257,43 @@ def stateful_cosine(
     x = series[:num_points].reshape(num_points, 1, 1)
     y = target.reshape(num_points, 1)
     return x.astype("float32"), y.astype("float32")
+
+
+def load_gnp():
+    """Hamilton's US real GNP growth and the NBER recessions, 1951Q2-1984Q4.
+
+    The quarterly growth of US real GNP in percent (100 times the change of
+    its log), the series of Hamilton (1989), "A New Approach to the Economic
+    Analysis of Nonstationary Time Series and the Business Cycle"
+    (Econometrica 57(2)), 135 quarters, shipped with the package
+    (`keras_mrnn/data/gnp.csv`, from statsmodels' test data), and for each
+    quarter whether it falls in an NBER recession (`NBER_RECESSIONS`: from
+    the quarter after a business-cycle peak through the trough; 26
+    quarters).
+
+    Returns:
+        `(growth, quarters, recession)`: float64 `(135,)`, the labels
+        `"1951Q2"`, ..., `"1984Q4"` as a list of strings, and bool `(135,)`.
+
+    Example:
+
+    >>> growth, quarters, recession = keras_mrnn.datasets.load_gnp()
+    >>> growth.shape, quarters[0], quarters[-1], int(recession.sum())
+    ((135,), '1951Q2', '1984Q4', 26)
+    """
+    path = os.path.join(os.path.dirname(__file__), "data", "gnp.csv")
+    quarters, growth = [], []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or line.startswith("quarter"):
+                continue
+            quarter, value = line.strip().split(",")
+            quarters.append(quarter)
+            growth.append(float(value))
+    recession = np.zeros(len(quarters), bool)
+    for start, end in NBER_RECESSIONS:
+        recession[quarters.index(start):quarters.index(end) + 1] = True
+    return np.array(growth), quarters, recession
 
 
 class MarkovSwitchingAR:

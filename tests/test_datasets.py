@@ -157,3 +157,28 @@ def test_load_mnist_shared_file():
     assert x_train.shape == (60000, 28, 28) and x_train.dtype == np.uint8
     assert x_test.shape == (10000, 28, 28)
     assert y_train.max() == 9 and y_test.shape == (10000,)
+
+
+def test_gnp_is_hamiltons_series_with_the_nber_recessions():
+    growth, quarters, recession = datasets.load_gnp()
+    assert growth.shape == recession.shape == (135,)
+    assert quarters[0] == "1951Q2" and quarters[-1] == "1984Q4"
+    assert len(set(quarters)) == 135
+    # Hamilton's first and last values (statsmodels' rgnp).
+    assert growth[0] == pytest.approx(2.59316421)
+    assert growth[-1] == pytest.approx(0.14802167)
+    # NBER: 26 recession quarters, the first 1953Q3-1954Q2.
+    assert recession.sum() == 26
+    assert [quarters[i] for i in np.flatnonzero(recession)[:4]] == [
+        "1953Q3", "1953Q4", "1954Q1", "1954Q2"]
+    assert not recession[quarters.index("1954Q3")]
+
+
+def test_gnp_matches_statsmodels_copy_of_the_series():
+    tests = pytest.importorskip(
+        "statsmodels.tsa.regime_switching.tests.test_markov_autoregression")
+    growth, _, _ = datasets.load_gnp()
+    np.testing.assert_array_equal(growth, tests.rgnp)
+    # statsmodels' own recession indicator (`rec`, 27 quarters) counts some
+    # peak quarters and not the quarter after: another convention than
+    # NBER's from-the-quarter-after-the-peak, which load_gnp follows.

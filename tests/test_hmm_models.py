@@ -288,7 +288,8 @@ def test_filter_and_likelihood_against_statsmodels(
         np.broadcast_to(scale, (k,)), transition, seed=5)
 
     # The layer, conditioned on the first `order` values: carried as lags
-    # (most recent first), with the filter already going at q0 = pi.
+    # (most recent first), with the filter already going at q0 = pi @ P,
+    # so that its first prior is q0 @ P = pi @ P @ P, statsmodels' (below).
     layer = hmm_layer(k, units=3, order=order, switching_ar=switching_ar,
                       switching_scale=switching_scale)
     inputs = x[order:].reshape(1, steps, 1).astype("float32")
@@ -297,7 +298,7 @@ def test_filter_and_likelihood_against_statsmodels(
         level[:, None], ar=ar if order else None, scale=scale[:, None],
         transition=transition)
     zeros = np.zeros((1, 3), "float32")
-    initial = [zeros, zeros, pi[None].astype("float32")]
+    initial = [zeros, zeros, (pi @ transition)[None].astype("float32")]
     if order >= 1:
         initial.append(x[:order][::-1][None].astype("float32"))
     if order >= 2:
@@ -306,8 +307,11 @@ def test_filter_and_likelihood_against_statsmodels(
     log_likelihood = -float(layer.losses[-1]) * steps  # weight 1
 
     # statsmodels: the constant c_k = mu_k (1 - sum_i a_{k,i}), the lags as
-    # exog, sigma2 = s^2; its initial probabilities are those of the step
-    # before the first (its first prediction is P' pi, ours pi @ P).
+    # exog, sigma2 = s^2. Its known initial probabilities pi are those of
+    # two steps before the first observation: its filter runs on the joint
+    # (s_t, s_{t-1}) (conditional log-likelihoods (K, K, T) even at model
+    # order 0), starts that joint at P' pi and predicts once more, so its
+    # first prediction is P'^2 pi (checked below), not P' pi.
     exog = None
     if order:
         exog = np.stack([x[order - i:len(x) - i]
@@ -336,9 +340,14 @@ def test_filter_and_likelihood_against_statsmodels(
     assert sum(bool(re.match(r"x\d", name)) for name in model.param_names) \
         == order * (k if switching_ar else 1)
 
+    results = model.filter(params)
+    # predicted_joint_probabilities[i, j, t] = P(s_t = i, s_{t-1} = j | past)
     np.testing.assert_allclose(
-        q[0], model.filter(params).filtered_marginal_probabilities,
-        rtol=0, atol=1e-4)
+        results.predicted_joint_probabilities[..., 0].sum(axis=1),
+        pi @ transition @ transition)
+
+    np.testing.assert_allclose(
+        q[0], results.filtered_marginal_probabilities, rtol=0, atol=1e-4)
     np.testing.assert_allclose(log_likelihood, model.loglike(params),
                                rtol=1e-4)
 
