@@ -16,6 +16,8 @@ medians and ratios to `LSTM(128)` of the same setting and jit mode.
 
     python benchmarks/markov_lstm_speed.py            # full table
     python benchmarks/markov_lstm_speed.py --quick    # seconds, smoke test
+    python benchmarks/markov_lstm_speed.py --switches --lengths 28 --jit off
+        # each switch against LSTM(128), and the time of MarkovLSTM.adapt
 
 Runs unchanged on a GPU (the device is printed first).
 """
@@ -79,6 +81,21 @@ MODELS = {
         NaiveMarkovLSTMCell(128, 4)),
     "LSTM(512)": lambda: keras.layers.LSTM(512),
 }
+DEFAULT_MODELS = list(MODELS)
+# One per switch (`--switches`): the cost of each against LSTM(128).
+SWITCH_MODELS = {
+    "MarkovLSTM(128, K=4, switch='predictive')": lambda: (
+        keras_mrnn.MarkovLSTM(128, num_states=4, seed=0,
+                              switch="predictive")),
+    "MarkovLSTM(128, K=4, switch='hmm')": lambda: keras_mrnn.MarkovLSTM(
+        128, num_states=4, seed=0, switch="hmm"),
+    "MarkovLSTM(128, K=4, HMMSwitch(order=0, covariance='full'))": lambda: (
+        keras_mrnn.MarkovLSTM(
+            128, num_states=4, seed=0,
+            switch=keras_mrnn.switches.HMMSwitch(order=0,
+                                                 covariance="full"))),
+}
+MODELS.update(SWITCH_MODELS)
 
 
 def device_name():
@@ -145,6 +162,19 @@ def time_recurrent_matmuls(batch, units, width, steps, repeats):
     return 1000 * statistics.median(timings)
 
 
+def time_adapt(switch, num_sequences, steps, features, restarts):
+    """Seconds of `MarkovLSTM.adapt` on sequences of a 3-regime process
+    (features beyond the first are independent copies)."""
+    process = keras_mrnn.datasets.MarkovSwitchingAR()
+    x = np.concatenate([
+        process.sample(num_sequences, steps, seed=f)[0]
+        for f in range(features)], axis=-1)
+    layer = keras_mrnn.MarkovLSTM(8, num_states=3, switch=switch)
+    start = time.perf_counter()
+    layer.adapt(x, restarts=restarts, seed=0)
+    return time.perf_counter() - start
+
+
 def time_train_step(make_layer, batch, steps, features, jit_compile,
                     repeats, steps_per_repeat):
     rng = np.random.default_rng(0)
@@ -165,8 +195,11 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (seconds) to check the script works")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--models", nargs="*", default=list(MODELS),
+    parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS,
                         choices=list(MODELS))
+    parser.add_argument("--switches", action="store_true",
+                        help="time LSTM(128) and MarkovLSTM with each switch "
+                             "instead, and MarkovLSTM.adapt")
     parser.add_argument("--lengths", nargs="*", type=int, default=[28, 500])
     parser.add_argument("--jit", nargs="*", default=["off", "on"],
                         choices=["off", "on"])
@@ -174,6 +207,8 @@ def main():
     args = parser.parse_args()
     batch, features = 150, 28
     lengths, repeats = args.lengths, args.repeats
+    if args.switches:
+        args.models = ["LSTM(128)", "MarkovLSTM(128, K=4)", *SWITCH_MODELS]
     if args.quick:
         batch, lengths, repeats = 8, [5], 2
 
@@ -235,12 +270,24 @@ def main():
         print(f"  {name:<24s} {matmuls[name]:7.3f} ms per step "
               f"(x {min(lengths)} steps = "
               f"{matmuls[name] * min(lengths):.1f} ms)")
+    adapt = {}
+    if args.switches:
+        print("\nMarkovLSTM(num_states=3).adapt, 10 restarts (seconds):")
+        size = (50, 50) if args.quick else (2000, 100)
+        for label, switch, features in (
+            ("HMMSwitch(), 1 feature", "hmm", 1),
+            ("HMMSwitch(order=0, covariance='full'), 2 features",
+             keras_mrnn.switches.HMMSwitch(order=0, covariance="full"), 2),
+        ):
+            adapt[label] = time_adapt(switch, *size, features, restarts=10)
+            print(f"  {size[0]} sequences of {size[1]} steps, {label}: "
+                  f"{adapt[label]:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(), "batch": batch,
                        "results": results,
-                       "recurrent_matmuls_ms_per_step": matmuls}, f,
-                      indent=2)
+                       "recurrent_matmuls_ms_per_step": matmuls,
+                       "adapt_seconds": adapt}, f, indent=2)
 
 
 if __name__ == "__main__":
