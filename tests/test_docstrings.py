@@ -28,11 +28,12 @@ from keras_mrnn import (  # noqa: E402
     markov_lstm,
     plotting,
     stateful,
+    switches,
     vrnn,
 )
 
-MODULES = (markov_lstm, vrnn, gumbel, callbacks, stateful, plotting,
-           datasets, _rnn, _stateful_guard, _internals)
+MODULES = (markov_lstm, switches, vrnn, gumbel, callbacks, stateful,
+           plotting, datasets, _rnn, _stateful_guard, _internals)
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
