@@ -176,7 +176,10 @@ def train(model, callbacks=()):
     seconds = time.time() - start
     # The MSE from predictions: `evaluate`'s loss would include the
     # switch's added losses.
-    predicted = model.predict(x_test, batch_size=args.batch_size, verbose=0)
+    # The held-out set in one batch: with batches of 64 the last, smaller
+    # one traces each model's predict function again, and three models
+    # tracing twice each set off TensorFlow's "retracing" warning.
+    predicted = model.predict(x_test, batch_size=len(x_test), verbose=0)
     return history, {
         "mse": float(np.mean((predicted - y_test) ** 2)),
         "parameters": int(model.count_params()),
@@ -215,7 +218,7 @@ print(f"LSTM: {lstm.count_params():,} parameters")
 _, results["lstm"] = train(lstm)
 
 # ----------------------------------------------------------------- evaluate
-q_test, z_test = switch_model.predict(x_test, batch_size=args.batch_size,
+q_test, z_test = switch_model.predict(x_test, batch_size=len(x_test),
                                       verbose=0)
 states = q_test.argmax(-1)
 results["markov"]["nmi"] = nmi(regimes_test, states)

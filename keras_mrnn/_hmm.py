@@ -79,9 +79,10 @@ def forward_backward(log_likelihoods, transition, valid):
         valid: `(N, T)` boolean, the valid steps (a prefix of each row).
 
     Returns:
-        `(gamma, xi, log_likelihood)`: the smoothed marginals `(R, N, T,
-        K)`, the expected transition counts `(R, K, K)` summed over
-        sequences and steps, and `log p(x)` `(R, N)`.
+        `(gamma, xi, log_likelihood, alpha)`: the smoothed marginals `(R,
+        N, T, K)`, the expected transition counts `(R, K, K)` summed over
+        sequences and steps, `log p(x)` `(R, N)` and the filtered marginals
+        `(R, N, T, K)`.
     """
     r, n, steps, k = log_likelihoods.shape
     # Laid out (T, R, K, N): each step's slice is contiguous, and sums over
@@ -118,7 +119,59 @@ def forward_backward(log_likelihoods, transition, valid):
     log_likelihood = np.sum(
         np.where(valid.T[:, None, :], np.log(scale[:, :, 0]) + top[:, :, 0],
                  0.0), axis=0)
-    return np.transpose(gamma, (1, 3, 0, 2)), xi, log_likelihood
+    return (np.transpose(gamma, (1, 3, 0, 2)), xi, log_likelihood,
+            np.transpose(alpha, (1, 3, 0, 2)))
+
+
+def viterbi(log_likelihoods, transition, valid):
+    """The most likely state paths, in log space, from a uniform first
+    state: `(N, T)` ints (-1 after each row's valid prefix), for one
+    model's `log_likelihoods` `(N, T, K)` and `transition` `(K, K)`."""
+    n, steps, k = log_likelihoods.shape
+    log_transition = np.log(np.maximum(transition, 1e-300))
+    score = log_likelihoods[:, 0] - np.log(k)
+    back = np.zeros((n, steps, k), int)
+    for t in range(1, steps):
+        candidates = score[:, :, None] + log_transition      # (N, K, K)
+        back[:, t] = candidates.argmax(1)
+        # Past a row's last valid step its scores stay as they were.
+        score = np.where(valid[:, t, None],
+                         candidates.max(1) + log_likelihoods[:, t], score)
+    path = np.full((n, steps), -1)
+    last = valid.sum(1) - 1
+    state = score.argmax(-1)
+    for t in range(steps - 1, -1, -1):
+        here = t <= last
+        path[here, t] = state[here]
+        if t > 0:
+            state = np.where(here, back[np.arange(n), t, state], state)
+    return path
+
+
+def expand(values, mask, fill):
+    """Puts per-step `values` `(N, T, ...)` of compressed sequences back at
+    their steps of `mask` `(N, T)` (no-op without a mask); masked steps get
+    `fill(values_before_them)`: see `fill_like_the_layer`."""
+    if mask is None:
+        return values
+    out = np.empty_like(values)
+    order = np.argsort(~mask, axis=1, kind="stable")
+    rows = np.arange(mask.shape[0])[:, None]
+    out[rows, order] = values
+    return fill(out, mask)
+
+
+def fill_like_the_layer(values, mask, before):
+    """Masked steps take the last valid step's value, as `keras.layers.RNN`
+    repeats its previous output, and `before` before the first one."""
+    out = values.copy()
+    for t in range(mask.shape[1]):
+        previous = out[:, t - 1] if t else np.broadcast_to(
+            before, out[:, 0].shape)
+        out[:, t] = np.where(
+            mask[:, t].reshape((-1,) + (1,) * (out.ndim - 2)),
+            out[:, t], previous)
+    return out
 
 
 def _regress(x, lags, gamma, precision, switching_ar):
@@ -348,7 +401,7 @@ def _em(model, data, states, iterations, tolerance):
                                   data.observed)
             for r in active])
         transition = np.stack([states[r][3] for r in active])
-        gamma, xi, log_likelihood = forward_backward(
+        gamma, xi, log_likelihood, _ = forward_backward(
             log_lik, transition, data.valid)
         for i, r in enumerate(active):
             value = log_likelihood[i].sum()

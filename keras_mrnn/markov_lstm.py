@@ -479,6 +479,11 @@ class MarkovLSTMCell(
         return output, new_states
 
 
+def _is_dataset(x):
+    """Whether `x` is a `tf.data.Dataset` (without importing TensorFlow)."""
+    return hasattr(x, "as_numpy_iterator")
+
+
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     """Markov LSTM layer (Kuo & Chien, 2018), fast and with its switches.
@@ -738,6 +743,176 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         )
         switch.set_parameters(**parameters)
         return log_likelihood
+
+    # ------------------------------------------- the HMM after the fact
+    def regime_probabilities(self, x, mask=None, smoothed=False):
+        """The hmm switch's posterior over its states at every step.
+
+        Exact HMM inference with the switch's current parameters (its
+        filter does not read the LSTMs), from the start of each sequence:
+        the filter `p(s_t | x_1, ..., x_t)`, which is `q_z(t)` of a call
+        with `training=False`, or with `smoothed=True` the smoother
+        `p(s_t | x_1, ..., x_T)` (forward-backward), which also uses the
+        steps after t (statsmodels' `smoothed_marginal_probabilities`,
+        hmmlearn's `predict_proba`).
+
+        Args:
+            x: Inputs `(batch, time, features)`: NumPy, a tensor, or a
+                `tf.data.Dataset` of such batches (or of `(x, ...)`
+                tuples).
+            mask: Optional boolean `(batch, time)` (not with a dataset).
+                Masked steps are skipped as by the layer, so padding gives
+                the unpadded sequence's values; at a masked step the result
+                repeats the last valid step's (uniform before the first),
+                as the layer's `q_z(t)` does.
+            smoothed: Whether to condition on the whole sequence.
+
+        Returns:
+            NumPy float `(batch, time, num_states)`, rows summing to 1, in
+            the layer's processing order (reversed with `go_backwards`).
+
+        Example:
+
+        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
+        >>> x = np.random.normal(size=(3, 20, 1))
+        >>> layer.regime_probabilities(x, smoothed=True).shape
+        (3, 20, 2)
+        """
+        smoothed = check.boolean("smoothed", smoothed)
+        if _is_dataset(x):
+            return self._per_batch(self.regime_probabilities, x, mask,
+                                   smoothed=smoothed)
+        log_lik, transition, valid, mask = self._regime_model(
+            x, mask, "regime_probabilities")
+        smooth, _, _, filtered = _hmm.forward_backward(
+            log_lik[None], transition[None], valid)
+        values = (smooth if smoothed else filtered)[0]
+        k = self.cell.num_states
+        return _hmm.expand(values, mask, lambda v, m: _hmm.fill_like_the_layer(
+            v, m, np.full(k, 1.0 / k)))
+
+    def most_likely_regimes(self, x, mask=None):
+        """The most likely sequence of the hmm switch's states (Viterbi).
+
+        `argmax_{s_1..s_T} p(s_1, ..., s_T | x_1, ..., x_T)` under the
+        switch's HMM (hmmlearn's `predict`, tfp's `posterior_mode`), from
+        the start of each sequence.
+
+        Args:
+            x: Inputs `(batch, time, features)`, as `regime_probabilities`
+                takes them.
+            mask: Optional boolean `(batch, time)`; masked steps are
+                skipped and get -1.
+
+        Returns:
+            NumPy int `(batch, time)`, states in `[0, num_states)`, in the
+            layer's processing order.
+
+        Example:
+
+        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
+        >>> x = np.random.normal(size=(3, 20, 1))
+        >>> layer.most_likely_regimes(x).shape
+        (3, 20)
+        """
+        if _is_dataset(x):
+            return self._per_batch(self.most_likely_regimes, x, mask)
+        log_lik, transition, valid, mask = self._regime_model(
+            x, mask, "most_likely_regimes")
+        path = _hmm.viterbi(log_lik, transition, valid)
+        return _hmm.expand(path, mask, lambda v, m: np.where(m, v, -1))
+
+    def regime_log_likelihood(self, x, mask=None):
+        """`log p(x_1, ..., x_T)` of each sequence under the switch's HMM.
+
+        The sum over valid steps of the log-evidence
+        `log p(x_t | x_1, ..., x_{t-1})` that `input_likelihood_weight`
+        averages into the loss (hmmlearn's `score`, statsmodels' `llf`,
+        per sequence).
+
+        Args:
+            x: Inputs `(batch, time, features)`, as `regime_probabilities`
+                takes them.
+            mask: Optional boolean `(batch, time)`; masked steps are
+                skipped.
+
+        Returns:
+            NumPy float `(batch,)`, in nats.
+
+        Example:
+
+        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
+        >>> x = np.random.normal(size=(3, 20, 1))
+        >>> layer.regime_log_likelihood(x).shape
+        (3,)
+        """
+        if _is_dataset(x):
+            return self._per_batch(self.regime_log_likelihood, x, mask)
+        log_lik, transition, valid, _ = self._regime_model(
+            x, mask, "regime_log_likelihood")
+        return _hmm.forward_backward(
+            log_lik[None], transition[None], valid)[2][0]
+
+    def _per_batch(self, method, dataset, mask, **kwargs):
+        if mask is not None:
+            raise ValueError(
+                f"Layer '{self.name}': `{method.__name__}` takes no `mask` "
+                "with a dataset: give arrays to pass a mask."
+            )
+        results = []
+        for batch in dataset.as_numpy_iterator():
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            results.append(method(batch, **kwargs))
+        return np.concatenate(results, axis=0)
+
+    def _regime_model(self, x, mask, method):
+        """The switch's HMM on `x`: `(log_likelihoods (N, T, K), transition
+        (K, K), valid (N, T), mask)`, float64, of the compressed sequences
+        (valid steps first, see `_hmm.compress`), in processing order."""
+        switch = self.cell.switch
+        if not isinstance(switch, switches.HMMSwitch):
+            raise ValueError(
+                f"Layer '{self.name}': `{method}` needs the hmm switch "
+                "(switch='hmm' or keras_mrnn.switches.HMMSwitch(...)); this "
+                f"layer's switch is {switch!r}."
+            )
+        x = np.asarray(ops.convert_to_numpy(x), dtype="float64")
+        if x.ndim != 3:
+            raise ValueError(
+                f"Layer '{self.name}': `{method}` expects `x` of shape "
+                f"(batch, time, features). Received shape {x.shape}."
+            )
+        if mask is not None:
+            mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
+            if mask.shape != x.shape[:2]:
+                raise ValueError(
+                    f"Layer '{self.name}': `mask` must have shape (batch, "
+                    f"time) = {x.shape[:2]}. Received shape {mask.shape}."
+                )
+        if not self.built:
+            self.build((None, None, x.shape[-1]))
+        elif switch.input_dim != x.shape[-1]:
+            raise ValueError(
+                f"Layer '{self.name}' expects (batch, time, features) with "
+                f"{switch.input_dim} features; `{method}` received x of "
+                f"shape {x.shape}."
+            )
+        if self.go_backwards:
+            x = x[:, ::-1]
+            mask = None if mask is None else mask[:, ::-1]
+        if mask is not None:
+            x = np.where(mask[..., None], x, 0.0)
+        compressed, lengths = _hmm.compress(x, mask)
+        valid = np.arange(x.shape[1]) < lengths[:, None]
+        lags, observed = _hmm.lagged(compressed, switch.order)
+        params = {
+            name: ops.convert_to_numpy(value).astype("float64")
+            for name, value in switch.parameters().items()
+        }
+        log_lik = ops.convert_to_numpy(switch.log_likelihoods(
+            params, compressed, lags, observed)).astype("float64")
+        return log_lik, np.exp(params["log_transition"]), valid, mask
 
     def _unpack(self, last_output, outputs, mask, training):
         if not self.cell.output_switches:

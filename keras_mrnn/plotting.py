@@ -164,22 +164,30 @@ def plot_switches(q, z, inputs=None, titles=None, figsize=None):
 
 
 def plot_regimes(inputs, regimes, q, z=None, reference=None,
-                 reference_name="Bayes filter", title=None, figsize=None):
+                 reference_name="Bayes filter", title=None, figsize=None,
+                 smoothed=None, viterbi=None, regime_name="true regime"):
     """Draws one sequence, its true regimes, and the switches above each other.
 
     Panels, sharing the time axis: the input series on a background coloured
     by the true regime, the true regime as a one-hot `K x T` map, then
-    `reference` (e.g. the Bayes filter's `p(s_t | x_0..t)`), `q_z(t)` and
-    `z(t)` when given. A model numbers its states as it likes: reorder them
+    `reference` (e.g. the Bayes filter's `p(s_t | x_0..t)`), `q_z(t)` (the
+    filter), the smoothed posterior, the Viterbi path and `z(t)` when
+    given. A model numbers its states as it likes: reorder them
     (`q[:, order]`) to line them up with the true regimes before drawing.
 
     Args:
         inputs: The series, `(time,)` or `(time, 1)`.
-        regimes: Integer true regimes, `(time,)`, in `[0, K)`.
+        regimes: Integer true regimes, `(time,)`, in `[0, K)` (or known
+            labels, such as recessions).
         q: Switch probabilities `(time, K)`.
         z: Optional switches `(time, K)`.
         reference: Optional regime probabilities `(time, K)`.
         reference_name: Label of the `reference` panel.
+        smoothed: Optional smoothed probabilities `(time, K)`, e.g.
+            `MarkovLSTM.regime_probabilities(x, smoothed=True)[i]`.
+        viterbi: Optional integer states `(time,)`, e.g.
+            `MarkovLSTM.most_likely_regimes(x)[i]`, drawn one-hot.
+        regime_name: Label of the `regimes` panel.
         title: Optional title of the figure.
         figsize: Optional `(width, height)` in inches.
 
@@ -193,6 +201,12 @@ def plot_regimes(inputs, regimes, q, z=None, reference=None,
     >>> fig = keras_mrnn.plotting.plot_regimes(
     ...     x[0], regimes[0], q=process.filter(x)[0])
     >>> fig.savefig("regimes.png")
+    >>> layer = keras_mrnn.MarkovLSTM(8, num_states=3, switch="hmm")
+    >>> _ = layer.adapt(x, restarts=2, seed=0)
+    >>> fig = keras_mrnn.plotting.plot_regimes(
+    ...     x[0], regimes[0], q=layer.regime_probabilities(x)[0],
+    ...     smoothed=layer.regime_probabilities(x, smoothed=True)[0],
+    ...     viterbi=layer.most_likely_regimes(x)[0])
     """
     inputs = _array("inputs", inputs, (1, 2))
     if inputs.ndim == 2 and inputs.shape[1] != 1:
@@ -212,9 +226,21 @@ def plot_regimes(inputs, regimes, q, z=None, reference=None,
             f"per step of `inputs`. Received: regimes with shape "
             f"{regimes.shape} and dtype {regimes.dtype}."
         )
-    panels = [("true regime", np.eye(int(regimes.max()) + 1)[regimes])]
+    panels = [(regime_name, np.eye(int(regimes.max()) + 1)[regimes])]
+    if viterbi is not None:
+        viterbi = np.asarray(viterbi)
+        if viterbi.shape != (steps,) or not np.issubdtype(
+            viterbi.dtype, np.integer
+        ) or viterbi.min() < 0 or viterbi.max() >= q.shape[-1]:
+            raise ValueError(
+                f"Argument `viterbi` must be {steps} integers in [0, "
+                f"{q.shape[-1]}), one per step of `inputs`. Received: viterbi "
+                f"with shape {viterbi.shape} and dtype {viterbi.dtype}."
+            )
+        viterbi = np.eye(q.shape[-1])[viterbi]
     for argument, label, values in (
         ("reference", reference_name, reference), ("q", "$q_z(t)$", q),
+        ("smoothed", "smoothed", smoothed), ("viterbi", "Viterbi", viterbi),
         ("z", "$z(t)$", z),
     ):
         if values is None:
@@ -222,13 +248,13 @@ def plot_regimes(inputs, regimes, q, z=None, reference=None,
         if values is not q:
             values = _array(argument, values, (2,))
         if values.shape[0] != steps or (
-            argument == "z" and values.shape != q.shape
+            argument in ("z", "smoothed") and values.shape != q.shape
         ):
             raise ValueError(
                 f"Argument `{argument}` must have {steps} steps, one per "
                 f"step of `inputs`" + (
-                    f", and the shape of `q` {q.shape}" if argument == "z"
-                    else ""
+                    f", and the shape of `q` {q.shape}"
+                    if argument in ("z", "smoothed") else ""
                 ) + f". Received: {argument} with shape {values.shape}."
             )
         panels.append((label, values))

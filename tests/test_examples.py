@@ -7,6 +7,7 @@ small CPU, mostly TensorFlow start-up and graph tracing. The
 KERAS_MRNN_ALL_EXAMPLES=1.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -25,10 +26,10 @@ all_examples = pytest.mark.skipif(
 )
 
 
-def run_example(name, *args, timeout=600):
+def run_example(name, *args, timeout=600, env=None):
     return run_python(
         os.path.join(EXAMPLES, name), *args, timeout=timeout,
-        env={"MPLBACKEND": "Agg", "MNIST_NPZ": None},
+        env={"MPLBACKEND": "Agg", "MNIST_NPZ": None, **(env or {})},
     ).stdout
 
 
@@ -61,7 +62,7 @@ def check_outputs(output_dir, pngs):
 
 @pytest.mark.parametrize("name", [
     "stateful_cosine.py", "mnist_sequence.py", "alien_signal.py",
-    "vrnn_mnist.py", "regime_switching.py",
+    "vrnn_mnist.py", "regime_switching.py", "business_cycle.py",
 ])
 def test_help(name):
     # Answers without importing TensorFlow, so at once.
@@ -183,3 +184,31 @@ def test_bad_data_path_fails_clearly(tmp_path):
     assert result.returncode != 0
     assert "FileNotFoundError" in result.stderr
     assert "missing.npz" in result.stderr
+
+
+@pytest.mark.parametrize("statsmodels", ["installed", "missing"])
+def test_business_cycle_quick(tmp_path, statsmodels):
+    env = None
+    if statsmodels == "missing":
+        # A `statsmodels` package that fails to import, first on the path:
+        # the example must run as it does where statsmodels is absent.
+        shim = tmp_path / "shim" / "statsmodels"
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text(
+            "raise ImportError('statsmodels is absent in this test')\n")
+        env = {"PYTHONPATH": str(tmp_path / "shim")}
+    elif importlib.util.find_spec("statsmodels") is None:
+        pytest.skip("statsmodels is not installed")
+    output = tmp_path / "out"
+    out = run_example("business_cycle.py", "--quick", "--output-dir",
+                      str(output), env=env)
+    assert "NBER recession quarters" in out and "MarkovLSTM(8, K=2)" in out
+    assert ("statsmodels MarkovAutoregression" in out) == (
+        statsmodels == "installed")
+    metrics = check_outputs(output, ["business_cycle.png"])
+    for key in ("filtered", "smoothed"):
+        assert 0 <= metrics["markov"][key]["accuracy"] <= 1
+        assert 0 <= metrics["markov"][key]["auc"] <= 1
+    assert metrics["markov"]["forecast_rmse"] > 0
+    assert metrics["lstm"]["forecast_rmse"] > 0
+    assert ("statsmodels" in metrics) == (statsmodels == "installed")

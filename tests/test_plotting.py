@@ -176,3 +176,26 @@ def test_plot_regimes_bad_input():
     with pytest.raises(ValueError, match="`reference` must have 10 steps"):
         plotting.plot_regimes(np.zeros(10), np.zeros(10, int), q[0],
                               reference=np.zeros((9, 2)))
+
+
+def test_plot_regimes_draws_the_smoother_and_the_viterbi_path():
+    q, _ = _switches(samples=1, steps=30, k=3)
+    regimes = np.repeat([0, 2, 1], 10)
+    path = np.repeat([1, 0, 2], 10)
+    fig = plotting.plot_regimes(np.arange(30.0), regimes, q[0],
+                                smoothed=q[0][::-1], viterbi=path,
+                                regime_name="NBER")
+    # Input, regimes, q, smoothed, Viterbi, and the colour bar.
+    assert len(fig.axes) == 6
+    assert fig.axes[1].get_ylabel() == "NBER"
+    assert fig.axes[3].get_ylabel() == "smoothed"
+    np.testing.assert_allclose(
+        np.asarray(fig.axes[3].images[0].get_array()), q[0][::-1].T)
+    np.testing.assert_array_equal(
+        np.asarray(fig.axes[4].images[0].get_array()).argmax(0), path)
+    with pytest.raises(ValueError, match="`viterbi` must be 30 integers"):
+        plotting.plot_regimes(np.arange(30.0), regimes, q[0],
+                              viterbi=np.full(30, 3))
+    with pytest.raises(ValueError, match="`smoothed` must have 30 steps"):
+        plotting.plot_regimes(np.arange(30.0), regimes, q[0],
+                              smoothed=np.zeros((30, 2)))
