@@ -200,9 +200,15 @@ def main():
     if MarkovAutoregression is not None:
         model = MarkovAutoregression(growth, k_regimes=2, order=4,
                                      switching_ar=False)
+        # Its default start and a seeded random search (NumPy's global
+        # generator), the better kept: either alone can stop at a worse
+        # optimum on this series.
+        np.random.seed(args.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = model.fit(search_reps=20 if not args.quick else 2)
+            fits = [model.fit(),
+                    model.fit(search_reps=20 if not args.quick else 2)]
+        fit = max(fits, key=lambda f: f.llf)
         params = dict(zip(model.param_names, fit.params))
         low = int(np.argmin([params["const[0]"], params["const[1]"]]))
         p = fit.filtered_marginal_probabilities[:, low]

@@ -209,7 +209,7 @@ def _regress(x, lags, gamma, precision, switching_ar):
         normal[a_slice, a_slice] += np.kron(p, gram[state])
         rhs[c_slice] += p @ sum_x[state]
         rhs[a_slice] += (p @ cross[state].T).reshape(-1)
-    normal += _RIDGE * np.trace(normal) / size * np.eye(size)
+    normal += _RIDGE * max(np.trace(normal) / size, 1.0) * np.eye(size)
     theta = np.linalg.solve(normal, rhs)
     c = theta[:size_c].reshape(k, features)
     a = theta[size_c:].reshape(k_ar, features, q).transpose(0, 2, 1)
@@ -391,6 +391,10 @@ def _em(model, data, states, iterations, tolerance):
     (`-inf` for a start that failed)."""
     best = np.full(len(states), -np.inf)
     done = np.zeros(len(states), bool)
+    # The M-step is not exactly monotone (clipped AR coefficients, the
+    # first `order` steps left out of the regression, ECM): a start whose
+    # likelihood falls goes back to its previous parameters and stops.
+    previous = list(states)
     # The last pass only scores the states: `best` is theirs.
     for iteration in range(iterations + 1):
         active = np.flatnonzero(~done)
@@ -405,13 +409,15 @@ def _em(model, data, states, iterations, tolerance):
             log_lik, transition, data.valid)
         for i, r in enumerate(active):
             value = log_likelihood[i].sum()
-            if not np.isfinite(value) or (
-                value - best[r] < tolerance * data.steps
-            ):
+            if not np.isfinite(value) or value < best[r]:
+                states[r], done[r] = previous[r], True
+                continue
+            if value - best[r] < tolerance * data.steps:
                 done[r] = True
-            best[r] = value if np.isfinite(value) else -np.inf
+            best[r] = value
             if done[r] or iteration == iterations:
                 continue
+            previous[r] = states[r]
             counts = xi[i] + _PSEUDO_COUNT
             level, a, cov = model.m_step(
                 data.x_rows, data.lag_rows, gamma[i][data.rows], states[r][2])

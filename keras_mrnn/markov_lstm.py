@@ -484,6 +484,28 @@ def _is_dataset(x):
     return hasattr(x, "as_numpy_iterator")
 
 
+def _dataset_inputs(dataset):
+    """The inputs of each batch of a dataset of `x` or `(x, ...)`."""
+    for batch in dataset.as_numpy_iterator():
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _check_same_length(name, method, batches):
+    lengths = {np.shape(b)[1] for b in batches if np.ndim(b) > 1}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"Layer '{name}': `{method}` received dataset batches of "
+            f"different lengths {sorted(lengths)}: give arrays (padded, "
+            "with a mask) instead."
+        )
+
+
+def _concatenate_batches(name, method, dataset):
+    batches = list(_dataset_inputs(dataset))
+    _check_same_length(name, method, batches)
+    return np.concatenate(batches, axis=0)
+
+
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     """Markov LSTM layer (Kuo & Chien, 2018), fast and with its switches.
@@ -663,8 +685,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         if it is not built yet.
 
         Args:
-            x: Inputs `(batch, time, features)` (NumPy or a tensor), as
-                the layer will see them (standardized).
+            x: Inputs `(batch, time, features)` (NumPy, a tensor, or a
+                `tf.data.Dataset` of such batches or of `(x, ...)`
+                tuples), as the layer will see them (standardized).
             mask: Optional boolean `(batch, time)`: masked steps are
                 skipped, as the layer's filter skips them.
             restarts: Positive integer, the number of starts.
@@ -691,56 +714,27 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         >>> bool(nmi > 0.5)
         True
         """
-        switch = self.cell.switch
-        if not isinstance(switch, switches.HMMSwitch):
-            raise ValueError(
-                f"Layer '{self.name}': `adapt` fits the hmm switch; this "
-                f"layer's switch is {switch!r}. Use switch='hmm' or "
-                "keras_mrnn.switches.HMMSwitch(...)."
-            )
         restarts = check.positive_int("restarts", restarts)
         max_iter = check.positive_int("max_iter", max_iter)
         seed = check.optional_seed("seed", seed)
-        x = np.asarray(ops.convert_to_numpy(x), dtype="float64")
-        if x.ndim != 3:
-            raise ValueError(
-                f"Layer '{self.name}': `adapt` expects `x` of shape (batch, "
-                f"time, features). Received shape {x.shape}."
-            )
-        if mask is not None:
-            mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
-            if mask.shape != x.shape[:2]:
+        if _is_dataset(x):
+            if mask is not None:
                 raise ValueError(
-                    f"Layer '{self.name}': `mask` must have shape (batch, "
-                    f"time) = {x.shape[:2]}. Received shape {mask.shape}."
+                    f"Layer '{self.name}': `adapt` takes no `mask` with a "
+                    "dataset: give arrays to pass a mask."
                 )
-        valid = np.ones(x.shape[:2], bool) if mask is None else mask
-        if not valid.any():
+            x = _concatenate_batches(self.name, "adapt", x)
+        x, mask = self._hmm_inputs(x, mask, "adapt")
+        switch = self.cell.switch
+        steps = x.shape[1] if mask is None else int(mask.sum(1).max())
+        if steps <= switch.order:
             raise ValueError(
-                f"Layer '{self.name}': `adapt` received no valid step "
-                f"(x of shape {x.shape}, everything masked)."
-            )
-        bad = ~np.isfinite(x) & valid[..., None]
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"Layer '{self.name}': `x` must be finite on its valid "
-                f"steps; it holds {int(bad.sum())} NaN or infinite values, "
-                f"the first at index {where}: {x[where]!r}."
-            )
-        features = x.shape[-1]
-        if not self.built:
-            self.build((None, None, features))
-        elif switch.input_dim != features:
-            raise ValueError(
-                f"Layer '{self.name}' was built for {switch.input_dim} "
-                f"features; `adapt` received x with {features} (shape "
-                f"{x.shape})."
+                f"Layer '{self.name}': `adapt` needs steps with all their "
+                f"{switch.order} lags (HMMSwitch(order={switch.order})), but "
+                f"the longest sequence has {steps} valid steps."
             )
         parameters, log_likelihood, _ = _hmm.fit(
-            switch, np.where(valid[..., None], x, 0.0), mask, restarts,
-            max_iter, seed,
-        )
+            switch, x, mask, restarts, max_iter, seed)
         switch.set_parameters(**parameters)
         return log_likelihood
 
@@ -764,7 +758,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
                 Masked steps are skipped as by the layer, so padding gives
                 the unpadded sequence's values; at a masked step the result
                 repeats the last valid step's (uniform before the first),
-                as the layer's `q_z(t)` does.
+                as the layer's `q_z(t)` does (with the default
+                `zero_output_for_mask=False`).
             smoothed: Whether to condition on the whole sequence.
 
         Returns:
@@ -805,8 +800,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
                 skipped and get -1.
 
         Returns:
-            NumPy int `(batch, time)`, states in `[0, num_states)`, in the
-            layer's processing order.
+            NumPy int `(batch, time)`, states in `[0, num_states)` (-1 at
+            masked steps), in the layer's processing order.
 
         Example:
 
@@ -827,8 +822,11 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
 
         The sum over valid steps of the log-evidence
         `log p(x_t | x_1, ..., x_{t-1})` that `input_likelihood_weight`
-        averages into the loss (hmmlearn's `score`, statsmodels' `llf`,
-        per sequence).
+        averages into the loss (hmmlearn's `score`, per sequence). Not
+        statsmodels' `llf` of a similar model: statsmodels conditions on
+        the first `order` observations and starts from the chain's
+        stationary distribution; this scores every step from a uniform
+        start.
 
         Args:
             x: Inputs `(batch, time, features)`, as `regime_probabilities`
@@ -859,17 +857,16 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
                 f"Layer '{self.name}': `{method.__name__}` takes no `mask` "
                 "with a dataset: give arrays to pass a mask."
             )
-        results = []
-        for batch in dataset.as_numpy_iterator():
-            if isinstance(batch, (tuple, list)):
-                batch = batch[0]
-            results.append(method(batch, **kwargs))
+        results = [method(batch, **kwargs)
+                   for batch in _dataset_inputs(dataset)]
+        _check_same_length(self.name, method.__name__, results)
         return np.concatenate(results, axis=0)
 
-    def _regime_model(self, x, mask, method):
-        """The switch's HMM on `x`: `(log_likelihoods (N, T, K), transition
-        (K, K), valid (N, T), mask)`, float64, of the compressed sequences
-        (valid steps first, see `_hmm.compress`), in processing order."""
+    def _hmm_inputs(self, x, mask, method):
+        """Checks `x` and `mask` for the hmm switch's methods and returns
+        them as NumPy (float64, zeros at masked steps; bool), in the
+        layer's processing order (reversed with `go_backwards`); builds the
+        layer if needed."""
         switch = self.cell.switch
         if not isinstance(switch, switches.HMMSwitch):
             raise ValueError(
@@ -890,19 +887,41 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
                     f"Layer '{self.name}': `mask` must have shape (batch, "
                     f"time) = {x.shape[:2]}. Received shape {mask.shape}."
                 )
+        valid = np.ones(x.shape[:2], bool) if mask is None else mask
+        if not valid.any():
+            raise ValueError(
+                f"Layer '{self.name}': `{method}` received no valid step "
+                f"(x of shape {x.shape}, everything masked)."
+            )
+        bad = ~np.isfinite(x) & valid[..., None]
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"Layer '{self.name}': `x` must be finite on its valid "
+                f"steps; it holds {int(bad.sum())} NaN or infinite values, "
+                f"the first at index {where}: {x[where]!r}."
+            )
         if not self.built:
             self.build((None, None, x.shape[-1]))
         elif switch.input_dim != x.shape[-1]:
             raise ValueError(
-                f"Layer '{self.name}' expects (batch, time, features) with "
-                f"{switch.input_dim} features; `{method}` received x of "
-                f"shape {x.shape}."
+                f"Layer '{self.name}' was built for {switch.input_dim} "
+                f"features; `{method}` received x with {x.shape[-1]} (shape "
+                f"{x.shape})."
             )
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
         if mask is not None:
             x = np.where(mask[..., None], x, 0.0)
+        return x, mask
+
+    def _regime_model(self, x, mask, method):
+        """The switch's HMM on `x`: `(log_likelihoods (N, T, K), transition
+        (K, K), valid (N, T), mask)`, float64, of the compressed sequences
+        (valid steps first, see `_hmm.compress`), in processing order."""
+        x, mask = self._hmm_inputs(x, mask, method)
+        switch = self.cell.switch
         compressed, lengths = _hmm.compress(x, mask)
         valid = np.arange(x.shape[1]) < lengths[:, None]
         lags, observed = _hmm.lagged(compressed, switch.order)

@@ -456,7 +456,8 @@ class HMMSwitch(Switch):
 
     # ------------------------------------------------ the model's maths
     def parameters(self):
-        """The HMM's parameters from the weights, as float32 tensors.
+        """The HMM's parameters from the weights, as float32 tensors: what
+        the filter computes with (`log_likelihoods` takes them).
 
         Returns:
             A dict: `level` `(K, F)`; with `order >= 1`, `ar`, the AR
@@ -599,6 +600,11 @@ class HMMSwitch(Switch):
     def set_parameters(self, level, ar=None, scale=None, transition=None):
         """Sets the weights from natural parameters (NumPy).
 
+        What `MarkovLSTM.adapt` calls with its fit; also the way to load
+        known parameters. It takes the scales and the transition matrix
+        themselves, where `parameters()` returns their logs (what the
+        filter computes with): the two are not each other's inverse.
+
         Args:
             level: `(K, F)`.
             ar: With `order >= 1`: `(K or 1, order * F)` diagonal AR
@@ -607,7 +613,38 @@ class HMMSwitch(Switch):
             scale: `(K or 1, F)` scales (`"diagonal"`) or `(K or 1, F, F)`
                 lower-triangular Cholesky factors (`"full"`).
             transition: `(K, K)` row-stochastic transition matrix.
+
+        Example:
+
+        >>> switch = keras_mrnn.switches.HMMSwitch()
+        >>> layer = keras_mrnn.MarkovLSTM(4, num_states=2, switch=switch)
+        >>> layer.build((None, None, 1))
+        >>> switch.set_parameters(
+        ...     level=[[-1.0], [1.0]], ar=[[0.5], [0.5]],
+        ...     scale=[[0.3], [0.3]], transition=[[0.9, 0.1], [0.2, 0.8]])
+        >>> np.round(np.exp(switch.parameters()["log_transition"]), 3)
+        array([[0.9, 0.1],
+               [0.2, 0.8]], dtype=float32)
         """
+        for name, value, weight in (
+            ("level", level, "level"),
+            ("ar", ar, "persistence" if self.covariance == "diagonal"
+             else "ar"),
+            ("scale", scale, "log_scale" if self.covariance == "diagonal"
+             else "scale_tril"),
+            ("transition", transition, "transition"),
+        ):
+            if value is None:
+                continue
+            if not hasattr(self, weight):
+                raise ValueError(
+                    f"Argument `{name}`: this switch has no such parameter "
+                    f"({self!r}, built: {self.input_dim is not None}).")
+            want = tuple(getattr(self, weight).shape)
+            if np.shape(value) != want:
+                raise ValueError(
+                    f"Argument `{name}` must have shape {want} for {self!r}. "
+                    f"Received shape {np.shape(value)}.")
         self.level.assign(np.asarray(level, "float32"))
         if ar is not None and self.covariance == "diagonal":
             ar = np.clip(np.asarray(ar, "float64"), -0.999, 0.999)

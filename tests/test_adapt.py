@@ -191,9 +191,9 @@ def test_masked_steps_are_ignored(switch):
 
 def test_adapt_fails_clearly_on_bad_input():
     x = np.random.default_rng(5).normal(size=(4, 10, 2))
-    with pytest.raises(ValueError, match="fits the hmm switch.*LinearSwitch"):
+    with pytest.raises(ValueError, match="`adapt` needs the hmm switch.*LinearSwitch"):
         MarkovLSTM(4).adapt(x)
-    with pytest.raises(ValueError, match="fits the hmm switch.*Predictive"):
+    with pytest.raises(ValueError, match="`adapt` needs the hmm switch.*Predictive"):
         MarkovLSTM(4, switch="predictive").adapt(x)
     layer = MarkovLSTM(4, num_states=2, switch="hmm")
     bad = x.copy()
@@ -211,3 +211,52 @@ def test_adapt_fails_clearly_on_bad_input():
     layer.build((None, None, 3))
     with pytest.raises(ValueError, match="built for 3 features.*with 2"):
         layer.adapt(x)
+
+
+def test_adapt_fits_the_order_the_layer_reads():
+    x, _ = MarkovSwitchingAR().sample(20, 50, seed=6)
+    backwards = MarkovLSTM(4, num_states=3, switch="hmm", go_backwards=True)
+    log_likelihood = backwards.adapt(x, restarts=2, seed=0)
+    # The reversed sequences are what the layer filters, and what was fit.
+    assert backwards.regime_log_likelihood(x).sum() == pytest.approx(
+        log_likelihood, rel=1e-6)
+    forwards = MarkovLSTM(4, num_states=3, switch="hmm")
+    assert forwards.adapt(x[:, ::-1], restarts=2, seed=0) == pytest.approx(
+        log_likelihood, rel=1e-9)
+
+
+def test_adapt_takes_a_dataset_of_equal_length_batches():
+    tf = pytest.importorskip("tensorflow")
+    x, _ = MarkovSwitchingAR().sample(10, 30, seed=7)
+    want = MarkovLSTM(4, num_states=3, switch="hmm").adapt(
+        x, restarts=2, seed=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, x[:, :, 0])).batch(4)
+    got = MarkovLSTM(4, num_states=3, switch="hmm").adapt(
+        dataset, restarts=2, seed=0)
+    assert got == pytest.approx(want, rel=1e-9)
+    uneven = tf.data.Dataset.from_tensor_slices(x[:4]).batch(2).concatenate(
+        tf.data.Dataset.from_tensor_slices(x[4:8, :20]).batch(2))
+    layer = MarkovLSTM(4, num_states=3, switch="hmm")
+    with pytest.raises(ValueError, match="different lengths \\[20, 30\\]"):
+        layer.adapt(uneven)
+    with pytest.raises(ValueError, match="different lengths"):
+        layer.regime_probabilities(uneven)
+
+
+def test_adapt_needs_steps_with_all_their_lags():
+    x = np.random.default_rng(8).normal(size=(3, 4, 1))
+    layer = MarkovLSTM(4, num_states=2, switch=HMMSwitch(order=5))
+    with pytest.raises(ValueError, match="all their 5 lags.*4 valid steps"):
+        layer.adapt(x)
+
+
+def test_set_parameters_checks_shapes_and_inference_checks_values():
+    layer = MarkovLSTM(4, num_states=2, switch="hmm")
+    layer.build((None, None, 1))
+    with pytest.raises(ValueError, match="`transition` must have shape"):
+        layer.cell.switch.set_parameters(
+            level=[[0.0], [1.0]], transition=np.eye(3))
+    x = np.zeros((2, 5, 1))
+    x[1, 2, 0] = np.inf
+    with pytest.raises(ValueError, match="finite.*\\(1, 2, 0\\)"):
+        layer.regime_probabilities(x)
