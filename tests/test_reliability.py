@@ -36,6 +36,11 @@ def test_extreme_temperatures_give_finite_outputs_and_gradients(
     temperature, straight_through
 ):
     x = np.random.default_rng(0).normal(size=(B, T, F)).astype("float32")
+    # The initial weights too: drawn from Keras's global generator, they
+    # otherwise depend on the tests run before this one, and at tau = 1e-3
+    # a step whose top two perturbed logits fall within ~5e-3 of each other
+    # (one such draw among 28 steps) gives a soft sample of 0.95.
+    keras.utils.set_random_seed(0)
     layer = keras_mrnn.MarkovLSTM(
         5, num_states=3, temperature=temperature, seed=1,
         straight_through=straight_through, return_switches=True,
