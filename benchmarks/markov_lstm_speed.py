@@ -272,16 +272,17 @@ def main():
               f"{matmuls[name] * min(lengths):.1f} ms)")
     adapt = {}
     if args.switches:
-        print("\nMarkovLSTM(num_states=3).adapt, 10 restarts (seconds):")
-        size = (50, 50) if args.quick else (2000, 100)
+        print("\nMarkovLSTM(num_states=3).adapt (seconds):")
+        size = (20, 30) if args.quick else (2000, 100)
+        restarts = 2 if args.quick else 10
         for label, switch, features in (
             ("HMMSwitch(), 1 feature", "hmm", 1),
             ("HMMSwitch(order=0, covariance='full'), 2 features",
              keras_mrnn.switches.HMMSwitch(order=0, covariance="full"), 2),
         ):
-            adapt[label] = time_adapt(switch, *size, features, restarts=10)
-            print(f"  {size[0]} sequences of {size[1]} steps, {label}: "
-                  f"{adapt[label]:.1f} s", flush=True)
+            adapt[label] = time_adapt(switch, *size, features, restarts)
+            print(f"  {size[0]} sequences of {size[1]} steps, {restarts} "
+                  f"restarts, {label}: {adapt[label]:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(), "batch": batch,
