@@ -484,13 +484,19 @@ def _is_dataset(x):
     return hasattr(x, "as_numpy_iterator")
 
 
-def _dataset_inputs(dataset):
-    """The inputs of each batch of a dataset of `x` or `(x, ...)`."""
-    for batch in dataset.as_numpy_iterator():
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-def _check_same_length(name, method, batches):
+def _dataset_inputs(name, method, dataset, mask):
+    """The inputs of each batch of a dataset of `x` or `(x, ...)`, as a
+    list; refuses a `mask` (a dataset cannot be paired with one) and
+    batches of different lengths (their results could not be stacked)."""
+    if mask is not None:
+        raise ValueError(
+            f"Layer '{name}': `{method}` takes no `mask` with a dataset: "
+            "give arrays to pass a mask."
+        )
+    batches = [
+        batch[0] if isinstance(batch, (tuple, list)) else batch
+        for batch in dataset.as_numpy_iterator()
+    ]
     lengths = {np.shape(b)[1] for b in batches if np.ndim(b) > 1}
     if len(lengths) > 1:
         raise ValueError(
@@ -498,12 +504,7 @@ def _check_same_length(name, method, batches):
             f"different lengths {sorted(lengths)}: give arrays (padded, "
             "with a mask) instead."
         )
-
-
-def _concatenate_batches(name, method, dataset):
-    batches = list(_dataset_inputs(dataset))
-    _check_same_length(name, method, batches)
-    return np.concatenate(batches, axis=0)
+    return batches
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -718,12 +719,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
         max_iter = check.positive_int("max_iter", max_iter)
         seed = check.optional_seed("seed", seed)
         if _is_dataset(x):
-            if mask is not None:
-                raise ValueError(
-                    f"Layer '{self.name}': `adapt` takes no `mask` with a "
-                    "dataset: give arrays to pass a mask."
-                )
-            x = _concatenate_batches(self.name, "adapt", x)
+            x = np.concatenate(
+                _dataset_inputs(self.name, "adapt", x, mask), axis=0)
         x, mask = self._hmm_inputs(x, mask, "adapt")
         switch = self.cell.switch
         steps = x.shape[1] if mask is None else int(mask.sum(1).max())
@@ -852,15 +849,9 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             log_lik[None], transition[None], valid)[2][0]
 
     def _per_batch(self, method, dataset, mask, **kwargs):
-        if mask is not None:
-            raise ValueError(
-                f"Layer '{self.name}': `{method.__name__}` takes no `mask` "
-                "with a dataset: give arrays to pass a mask."
-            )
-        results = [method(batch, **kwargs)
-                   for batch in _dataset_inputs(dataset)]
-        _check_same_length(self.name, method.__name__, results)
-        return np.concatenate(results, axis=0)
+        batches = _dataset_inputs(self.name, method.__name__, dataset, mask)
+        return np.concatenate(
+            [method(batch, **kwargs) for batch in batches], axis=0)
 
     def _hmm_inputs(self, x, mask, method):
         """Checks `x` and `mask` for the hmm switch's methods and returns
