@@ -91,7 +91,14 @@ def test_adapt_is_at_least_as_good_as_statsmodels_on_the_same_model():
     model = regime.MarkovRegression(
         series[1:], k_regimes=2, trend="c", exog=series[:-1, None],
         switching_exog=True, switching_variance=True)
-    fitted = model.fit(search_reps=5, disp=False)
+    # statsmodels' random search draws from NumPy's global generator:
+    # seeded, and with its default start kept when that is better (either
+    # alone can stop at a worse optimum), so the reference does not depend
+    # on the tests run before this one.
+    np.random.seed(0)
+    fitted = max([model.fit(disp=False),
+                  model.fit(search_reps=5, disp=False)],
+                 key=lambda fit: fit.llf)
     params = dict(zip(model.param_names, fitted.params))
     stay = np.array([params["p[0->0]"], 1 - params["p[1->0]"]])
     transition = np.array([[stay[0], 1 - stay[0]], [1 - stay[1], stay[1]]])
