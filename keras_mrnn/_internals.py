@@ -1,9 +1,10 @@
-"""Every private Keras, TensorFlow and TFP name the package uses (private).
+"""Every private Keras name the package uses (private).
 
 Keras 3 does not export the loop that `keras.layers.RNN` runs, nor the base
 class that gives its cells dropout masks, so the package takes them from where
 Keras itself does. Keeping them here means one file to mend when an upgrade
-moves one, and `tests/test_internals.py` says which moved, by name.
+moves one, and `tests/test_internals.py` says which moved, by name. All of
+them import on every backend; the TensorFlow-only names are in `_backend.py`.
 """
 
 import keras
@@ -49,37 +50,3 @@ try:
     from keras.src.random.seed_generator import make_default_seed
 except ImportError as error:  # pragma: no cover
     raise _moved("keras.src.random.seed_generator", error) from error
-
-try:
-    # The compiled loop's forward pass must run unrecorded by gradient tapes;
-    # `tf.GradientTape.stop_recording` needs the tape object, which a layer
-    # does not have. Private TF API, stable since TF 2.0.
-    from tensorflow.python.eager.record import stop_recording
-except ImportError as error:  # pragma: no cover
-    raise _moved("tensorflow.python.eager.record.stop_recording", error) from error
-
-try:
-    # Only picks the wording of the stateful guard's error under XLA, so its
-    # absence is not fatal: `graph_in_xla_context` is then None and the guard
-    # says less. The test still fails, so an upgrade that moves it is noticed.
-    from tensorflow.python.ops.control_flow_util import (
-        GraphOrParentsInXlaContext as graph_in_xla_context,
-    )
-except ImportError:  # pragma: no cover
-    graph_in_xla_context = None
-
-_tfd = None
-
-
-def distributions():
-    """`tfp.distributions`, imported on first use.
-
-    TFP takes seconds to import (it pulls in `tf_keras`); importing it lazily
-    keeps `import keras_mrnn` fast for users of the other layers.
-    """
-    global _tfd
-    if _tfd is None:
-        import tensorflow_probability as tfp
-
-        _tfd = tfp.distributions
-    return _tfd

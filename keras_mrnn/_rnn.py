@@ -17,7 +17,6 @@ import inspect
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import activations
 from keras import constraints
 from keras import initializers
@@ -25,6 +24,7 @@ from keras import ops
 from keras import regularizers
 from keras import tree
 
+from keras_mrnn import _backend
 from keras_mrnn import _internals
 from keras_mrnn import _stateful_guard
 from keras_mrnn import _validation as check
@@ -215,6 +215,9 @@ class SteppedRNN:
             README). On a 2-core CPU the compiled loop measured 1.4-2.2x
             slower in training (its gradient recomputes the forward pass)
             and 1.6x faster in inference, hence "auto" leaves CPUs alone.
+            TensorFlow only: on JAX, whose `jit` compiles the whole step
+            with the loop inside, and on PyTorch, the option is saved but
+            has no effect.
     """
 
     _needs_all_outputs = False
@@ -318,7 +321,9 @@ class SteppedRNN:
 
     def _compiles_loop(self):
         """Whether this call runs its loop in an XLA-compiled function."""
-        if self.loop_jit_compile is False:
+        if self.loop_jit_compile is False or not _backend.is_tensorflow():
+            # JAX compiles the whole step (the loop is a `lax.scan` inside
+            # it); PyTorch runs eagerly.
             return False
         # Keras's shape inference (symbolic calls) and stateless calls
         # record variable updates instead of running them: a compiled
@@ -326,12 +331,10 @@ class SteppedRNN:
         if _internals.in_symbolic_scope() or _internals.in_stateless_scope():
             return False
         # Already inside an XLA program: compiling again would only nest it.
-        if _stateful_guard.in_xla_context() is not False:
+        if _backend.in_xla_context() is not False:
             return False
         if self.loop_jit_compile == "auto":
-            return not tf.executing_eagerly() and bool(
-                tf.config.list_logical_devices("GPU")
-            )
+            return not _backend.executing_eagerly() and _backend.gpu_visible()
         return True
 
     def _cached(self, key, factory):
@@ -347,105 +350,10 @@ class SteppedRNN:
         return cache[key]
 
     def _compiled_loop(self, sequences, initial_state, mask, training):
-        """`_run_loop` compiled with XLA, with a gradient that recomputes it.
-
-        Differentiating a compiled while loop directly fails in TensorFlow
-        ("TensorList crossing the XLA/TF boundary": the forward function
-        would hand its per-step accumulators to the backward one). So the
-        forward runs unrecorded, and the backward, compiled too, runs the
-        loop again under its own tape from the same random state (the
-        cell's non-trainable variables, seed generators included, are set
-        back for it and restored after): in training the loop's forward
-        pass runs twice. Every tensor that changes between calls is an
-        argument of the compiled functions (a captured eager tensor would be
-        frozen into the first trace); weights and the seed generators'
-        states are variables, read and updated by reference.
-        """
-        forward = self._cached(
-            "forward",
-            lambda: tf.function(
-                self._run_loop, jit_compile=True, autograph=False
-            ),
+        """`_run_loop` compiled with XLA (see `_backend.compiled_loop`)."""
+        return _backend.compiled_loop(
+            self, sequences, initial_state, mask, training
         )
-        # The backward pass is traced later, outside the layer's call: it
-        # must read the weights in the dtype the forward pass read them in
-        # (float16 under a mixed policy).
-        scope = _internals.get_autocast_scope()
-        autocast = None if scope is None else scope.dtype
-        # Read before the forward pass advances the seed generators.
-        snapshot_variables = list(self.cell.non_trainable_variables)
-        snapshot = [tf.convert_to_tensor(v) for v in snapshot_variables]
-        sequences = ops.convert_to_tensor(sequences)
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask)
-
-        @tf.custom_gradient
-        def loop(sequences, *initial_state):
-            # Tapes and `custom_gradient` learn which weights the loop uses
-            # by watching them being read; the unrecorded call below does
-            # not tell them (once traced), so read them here.
-            for variable in self.cell.trainable_variables:
-                tf.convert_to_tensor(variable)
-            with _internals.stop_recording():
-                last_output, outputs, states = forward(
-                    sequences, list(initial_state), mask, training
-                )
-            results = [last_output, outputs, *states]
-
-            def grad(*result_grads, variables=None):
-                variables = list(variables or [])
-                backward = self._cached(
-                    ("backward", autocast) + tuple(id(v) for v in variables),
-                    lambda: tf.function(
-                        self._loop_gradient(
-                            snapshot_variables, variables, autocast
-                        ),
-                        jit_compile=True, autograph=False,
-                    ),
-                )
-                result_grads = [
-                    ops.zeros_like(r) if g is None else g
-                    for r, g in zip(results, result_grads)
-                ]
-                input_grads, variable_grads = backward(
-                    sequences, list(initial_state), mask, training, snapshot,
-                    result_grads,
-                )
-                if variables:
-                    return input_grads, variable_grads
-                return input_grads
-
-            return results, grad
-
-        results = loop(sequences, *initial_state)
-        return results[0], results[1], list(results[2:])
-
-    def _loop_gradient(self, snapshot_variables, variables, autocast):
-        """The backward pass of `_compiled_loop`, to be compiled."""
-
-        def gradient(sequences, initial_state, mask, training, snapshot,
-                     result_grads):
-            current = [tf.convert_to_tensor(v) for v in snapshot_variables]
-            for variable, value in zip(snapshot_variables, snapshot):
-                variable.assign(value)
-            with tf.GradientTape() as tape, _internals.AutocastScope(autocast):
-                tape.watch(sequences)
-                tape.watch(initial_state)
-                last_output, outputs, states = self._run_loop(
-                    sequences, initial_state, mask, training
-                )
-            grads = tape.gradient(
-                [last_output, outputs, *states],
-                [sequences, *initial_state, *variables],
-                output_gradients=result_grads,
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
-            )
-            for variable, value in zip(snapshot_variables, current):
-                variable.assign(value)
-            count = 1 + len(initial_state)
-            return grads[:count], grads[count:]
-
-        return gradient
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if self.unroll and sequences.shape[1] is None:
@@ -529,7 +437,7 @@ class SteppedRNN:
         # before the loop set `project_before_loop = True` (VRNN, see there).
         project_first = getattr(
             self.cell, "project_before_loop", False
-        ) or bool(_stateful_guard.in_xla_context())
+        ) or bool(_backend.in_xla_context())
         time_major, unpack = False, None
         loop_inputs, run_step = sequences, self.cell.call
         if project_first:

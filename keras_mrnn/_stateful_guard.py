@@ -1,28 +1,14 @@
 """The guard a stateful layer runs on every batch (private).
 
 The package's layers call `check_stateful_batch_size` in `call`; users reach it
-as `keras_mrnn.stateful.check_stateful_batch_size`. `in_xla_context` also
-tells `_rnn.py` whether the model step is already compiled with XLA.
+as `keras_mrnn.stateful.check_stateful_batch_size`.
 """
 
 import re
 
-import tensorflow as tf
 from keras import tree
 
-from keras_mrnn import _internals
-
-
-def in_xla_context():
-    """True when tracing for XLA, False when not, None when unknown."""
-    in_xla = _internals.graph_in_xla_context
-    if in_xla is None or tf.executing_eagerly():
-        return None if in_xla is None else False
-    try:
-        graph = tf.compat.v1.get_default_graph()
-        return bool(in_xla(graph))
-    except Exception:  # pragma: no cover
-        return None
+from keras_mrnn import _backend
 
 
 def check_stateful_batch_size(layer, sequences):
@@ -32,8 +18,9 @@ def check_stateful_batch_size(layer, sequences):
     state rows of a stateful layer (silently corrupting them) and fails with
     an obscure `Incompatible shapes` error for other sizes.
 
-    - A static batch size (eager calls, `drop_remainder=True` datasets) is
-      checked at trace time: `ValueError`.
+    - A static batch size (eager calls, `drop_remainder=True` datasets,
+      and every batch on JAX and PyTorch) is checked at trace time:
+      `ValueError`.
     - A dynamic one (the batch dimension of the `tf.data` pipeline inside
       `fit`, `evaluate` and `predict`) by a graph assertion whose message
       names the layer and both sizes: `tf.errors.InvalidArgumentError`.
@@ -79,16 +66,14 @@ def check_stateful_batch_size(layer, sequences):
         "(keras_mrnn.stateful.make_stateful_batches) or batch a tf.data "
         "pipeline with drop_remainder=True."
     )
-    replicas = 1
-    if tf.distribute.has_strategy():
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            message += (
-                f" A tf.distribute strategy with {replicas} replicas is "
-                f"active: each replica gets 1/{replicas} of the global batch, "
-                "so declare the per-replica batch size in the Input and fit "
-                f"with batch_size = {replicas} * that size."
-            )
+    replicas = _backend.replicas_in_sync()
+    if replicas > 1:
+        message += (
+            f" A tf.distribute strategy with {replicas} replicas is "
+            f"active: each replica gets 1/{replicas} of the global batch, "
+            "so declare the per-replica batch size in the Input and fit "
+            f"with batch_size = {replicas} * that size."
+        )
     if actual is not None:
         if int(actual) != expected:
             raise ValueError(
@@ -98,30 +83,12 @@ def check_stateful_batch_size(layer, sequences):
                 "or compile again before the next fit.)"
             )
         return sequences
-    sequences = tf.convert_to_tensor(sequences)
-    rank = len(sequences.shape)
-    static_shape = (expected,) + (None,) * (rank - 1)
-    xla = in_xla_context()
-    if xla:
-        # XLA compiles Assert to a no-op; EnsureShape is checked when the
-        # step is compiled for the concrete shape of the batch, and its
-        # error quotes the name of the checked tensor: that name is the
-        # message. At the root name scope, so that it leads the line.
-        name = _xla_message(layer.name, expected, replicas)
-        with tf.compat.v1.get_default_graph().name_scope(""):
-            sequences = tf.identity(sequences, name=name)
-        return tf.ensure_shape(sequences, static_shape)
-    name = f"stateful_batch_size_must_be_{expected}"
-    check = tf.debugging.assert_equal(
-        tf.shape(sequences)[0], expected, message=message
+    # Only TensorFlow traces with an unknown batch size (JAX and PyTorch
+    # see every batch's shape, so the check above always runs there).
+    return _backend.guard_dynamic_batch(
+        sequences, expected, message,
+        _xla_message(layer.name, expected, replicas),
     )
-    with tf.control_dependencies([check]):
-        sequences = tf.identity(sequences, name=name)
-    if xla is None:  # pragma: no cover
-        # Unknown context: keep both. (Outside XLA, Grappler may then run
-        # EnsureShape before the Assert, so its terser message can win.)
-        sequences = tf.ensure_shape(sequences, static_shape)
-    return sequences
 
 
 def _xla_message(layer_name, expected, replicas):

@@ -11,9 +11,9 @@ import contextlib
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_mrnn import _backend
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn._rnn import recurrent_loop
@@ -131,9 +131,7 @@ class VRNNAnalysis:
 
         function = self._cached(
             f"scan_{latent}",
-            lambda: tf.function(
-                scan, reduce_retracing=True, autograph=False
-            ),
+            lambda: _backend.function(scan),
         )
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
@@ -278,9 +276,7 @@ class VRNNAnalysis:
 
         function = self._cached(
             f"sample_{decode}",
-            lambda: tf.function(
-                generate, reduce_retracing=True, autograph=False
-            ),
+            lambda: _backend.function(generate),
         )
         # The loop runs over a dummy input with no features: one per step.
         steps = ops.zeros((batch_size, num_steps, 0), cell.compute_dtype)
@@ -332,7 +328,7 @@ class VRNNAnalysis:
         batch_size = check.positive_int("batch_size", batch_size)
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
-        tfd = _internals.distributions()
+        tfd = _backend.distributions()
         self._generator(seed)
         results = []
         for start in range(0, total, batch_size):

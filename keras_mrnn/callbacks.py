@@ -5,8 +5,8 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_mrnn import _backend
 from keras_mrnn import _validation as check
 from keras_mrnn.stateful import iter_layers
 
@@ -580,17 +580,14 @@ class StatefulEvaluation(keras.callbacks.Callback):
             return
         batch_size = self.batch_size
         layers = stateful_layers(self.model)
-        if batch_size is None and layers and not isinstance(
-            self.x, tf.data.Dataset
+        if batch_size is None and layers and not _backend.is_tf_dataset(
+            self.x
         ):
             # Each replica holds its own state rows, and `evaluate` splits
             # a global batch between the replicas.
-            strategy = getattr(self.model, "distribute_strategy", None)
-            if strategy is None:
-                strategy = tf.distribute.get_strategy()
             batch_size = (
                 int(layers[0].states[0].shape[0])
-                * strategy.num_replicas_in_sync
+                * _backend.model_replicas(self.model)
             )
         self.results = evaluate_preserving_states(
             self.model, self.x, self.y, batch_size=batch_size,

@@ -25,7 +25,7 @@ import numpy as np
 from keras import initializers
 from keras import ops
 
-from keras_mrnn import _internals
+from keras_mrnn import _backend
 from keras_mrnn import _validation as check
 
 # The hmm switch starts out staying in a state with this probability.
@@ -298,7 +298,7 @@ class PredictiveSwitch(_TransitionTerm, Switch):
         mean = ops.reshape(
             ops.cast(mean, "float32"), (-1, self._cell.num_states, features))
         scale = ops.exp(ops.cast(self.log_scale, "float32"))
-        density = _internals.distributions().Normal(mean, scale)
+        density = _backend.distributions().Normal(mean, scale)
         x = ops.expand_dims(ops.cast(projected, "float32"), 1)
         logits = prior + ops.sum(density.log_prob(x), axis=-1)
         log_evidence = ops.logsumexp(logits, axis=-1) - ops.logsumexp(

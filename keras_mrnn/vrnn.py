@@ -7,7 +7,7 @@ NeurIPS 2015 (arXiv:1506.02216).
 import keras
 from keras import ops
 
-from keras_mrnn import _internals
+from keras_mrnn import _backend
 from keras_mrnn import _validation as check
 from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
@@ -329,7 +329,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         return params, latent_part[:, hidden:]
 
     def _decoder_distribution(self, params):
-        tfd = _internals.distributions()
+        tfd = _backend.distributions()
         if self.likelihood == "gaussian":
             return tfd.Normal(params["x_loc"], params["x_scale"])
         return tfd.Bernoulli(logits=params["x_logits"], dtype="float32")
@@ -409,7 +409,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             `(output, new_states)` as in `call`.
         """
-        tfd = _internals.distributions()
+        tfd = _backend.distributions()
         hidden = self.hidden_units
         x, encoder_part, input_part = self._split_projected(projected)
         recurrent, prior_loc, prior_scale = self._prior(states)
@@ -463,7 +463,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         Returns:
             `(x_t, new_states)`, `x_t` a float32 `(batch, features)` tensor.
         """
-        tfd = _internals.distributions()
+        tfd = _backend.distributions()
         generator = (
             self.seed_generator if seed_generator is None else seed_generator
         )
