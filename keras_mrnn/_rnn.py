@@ -66,6 +66,16 @@ def recurrent_loop(step, inputs, initial_state, go_backwards=False,
         return output, list(new_states)
 
     first = tree.flatten(inputs)[0]
+    # Keras's JAX loop (a `lax.scan`) repeats the previous output at a
+    # masked step by taking the first state for it, which is wrong for
+    # any cell whose output is not its first state (the package's packed
+    # outputs fail with "Incompatible shapes"). There it outputs zeros at
+    # masked steps instead, and the previous valid output is filled in
+    # after the loop (`_repeat_last_valid`).
+    fill = (
+        mask is not None and not zero_output_for_mask and not unroll
+        and _backend.name() == "jax"
+    )
     last_output, outputs, states = _internals.rnn(
         list_states_step,
         inputs,
@@ -75,10 +85,40 @@ def recurrent_loop(step, inputs, initial_state, go_backwards=False,
         unroll=unroll,
         input_length=first.shape[0 if time_major else 1],
         time_major=time_major,
-        zero_output_for_mask=zero_output_for_mask,
-        return_all_outputs=return_all_outputs,
+        zero_output_for_mask=zero_output_for_mask or fill,
+        return_all_outputs=return_all_outputs or fill,
     )
+    if fill:
+        outputs = _repeat_last_valid(outputs, mask, go_backwards, time_major)
+        last_output = outputs[-1] if time_major else outputs[:, -1]
+        if not return_all_outputs:
+            outputs = ops.expand_dims(last_output, 0 if time_major else 1)
     return last_output, outputs, list(states)
+
+
+def _repeat_last_valid(outputs, mask, go_backwards, time_major):
+    """`outputs` (in processing order) with each masked step's output
+    replaced by the last valid step's before it (zeros before the first),
+    as Keras's loop gives them on TensorFlow and PyTorch."""
+    if time_major:
+        outputs = ops.transpose(outputs, (1, 0, 2))
+        mask = ops.transpose(mask, (1, 0))
+    mask = ops.cast(mask, "bool")
+    if go_backwards:
+        mask = ops.flip(mask, axis=1)
+    steps = ops.arange(ops.shape(mask)[1], dtype="int32")
+    valid_step = ops.where(mask, ops.expand_dims(steps, 0), -1)
+    last_valid = ops.associative_scan(ops.maximum, valid_step, axis=1)
+    index = ops.expand_dims(ops.maximum(last_valid, 0), -1)
+    filled = ops.take_along_axis(
+        outputs, ops.broadcast_to(index, ops.shape(outputs)), axis=1
+    )
+    filled = ops.where(
+        ops.expand_dims(last_valid >= 0, -1), filled, ops.zeros_like(filled)
+    )
+    if time_major:
+        filled = ops.transpose(filled, (1, 0, 2))
+    return filled
 
 
 def constructor_arguments(cls):
@@ -238,6 +278,22 @@ class SteppedRNN:
         self.loop_jit_compile = loop_jit_compile
         super().__init__(*args, **kwargs)
 
+    @property
+    def variables(self):
+        variables = super().variables
+        if _backend.name() == "jax" and self.stateful and self.states:
+            # Keras creates the state variables untracked, so JAX's
+            # stateless training, evaluation and prediction steps would not
+            # map them and would drop their updates: the states would never
+            # carry from batch to batch. Listed here (not among the
+            # weights), they are carried like a seed generator's state and
+            # still left out of saved files.
+            seen = {id(v) for v in variables}
+            variables += [
+                v for v in tree.flatten(self.states) if id(v) not in seen
+            ]
+        return variables
+
     @classmethod
     def _cell_arguments(cls):
         """The cell's constructor arguments that are the layer's too."""
@@ -370,6 +426,11 @@ class SteppedRNN:
         initial_state = self._state_tensors(
             initial_state, ops.shape(sequences)[0]
         )
+        if self.stateful and _backend.name() == "torch":
+            # The states are assigned in place after the loop; autograd
+            # must not find its saved inputs modified (Keras's own RNN
+            # copies them per step for the same reason).
+            initial_state = [ops.copy(s) for s in initial_state]
 
         run_loop = self._run_loop
         if self._compiles_loop():
@@ -435,9 +496,15 @@ class SteppedRNN:
         # one program, the single large matmul before the loop (as cuDNN's
         # LSTM does it) measured as fast or faster. Cells that must project
         # before the loop set `project_before_loop = True` (VRNN, see there).
-        project_first = getattr(
-            self.cell, "project_before_loop", False
-        ) or bool(_backend.in_xla_context())
+        # On JAX always: inside its `lax.scan` a seed generator cannot
+        # advance (its update would be dropped and the noise frozen), so
+        # the noise of all steps is drawn before the loop, and the whole
+        # step is one XLA program anyway.
+        project_first = (
+            getattr(self.cell, "project_before_loop", False)
+            or bool(_backend.in_xla_context())
+            or _backend.name() == "jax"
+        )
         time_major, unpack = False, None
         loop_inputs, run_step = sequences, self.cell.call
         if project_first:

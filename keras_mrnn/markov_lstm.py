@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mrnn import _backend
 from keras_mrnn import _hmm
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
@@ -395,6 +396,16 @@ class MarkovLSTMCell(
             self.switch.project_inputs(flat, raw_inputs),
         ]
         if self._uses_noise(training):
+            if _backend.seeds_frozen_here(self.seed_generator, inputs):
+                raise ValueError(
+                    f"MarkovLSTMCell '{self.name}' draws its Gumbel noise "
+                    "inside a JAX loop (keras.layers.RNN runs the cell in "
+                    "jax.lax.scan), where the seed generator cannot advance: "
+                    "every step and call would repeat the same noise. Use "
+                    "keras_mrnn.MarkovLSTM, which draws the noise of all "
+                    "steps before its loop, or inference_switch='argmax' or "
+                    "'expected' outside training."
+                )
             noise = gumbel.sample_gumbel(
                 leading + (self.num_states,), seed=self.seed_generator,
                 dtype="float32",
