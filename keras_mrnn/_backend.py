@@ -10,7 +10,9 @@ TensorFlow, JAX and PyTorch, with TensorFlow installed or not:
   imported only when it is the backend (or, for `is_tf_dataset`, when it
   is already imported).
 - JAX: whether seed generators can advance where a step runs (inside
-  `lax.scan` they cannot: their update would be dropped and the noise frozen).
+  `lax.scan` they cannot: their update would be dropped and the noise
+  frozen), and the state `fit` carries between steps, which callbacks
+  must write back before they set a variable.
 - PyTorch: nothing beyond a copy of stateful states (see `_rnn.py`).
 """
 
@@ -283,6 +285,17 @@ def seeds_frozen_here(seed_generator, inputs):
         # eager level (a scan or a jit of the user's) holds `inputs`.
         return True
     return getattr(state, "_trace", None) is not inputs_trace
+
+
+def sync_training_state(model):
+    """Before a callback sets a variable in the middle of an epoch: on JAX,
+    writes the state that `fit` carries between its jitted steps back into
+    the model's variables, so that the next step reads them again (with
+    the callback's change) instead of the carried copy, which would undo
+    it. A no-op elsewhere, and on JAX between epochs (already written)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if name() == "jax" and sync is not None:
+        sync()
 
 
 # ---------------------------------------------------------- distributions

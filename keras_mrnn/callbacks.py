@@ -145,6 +145,8 @@ class _ScheduledValue(keras.callbacks.Callback):
         if step == self._step:
             return
         self._step = step
+        # On JAX, mid-epoch, the variables are stale until written back.
+        _backend.sync_training_state(self.model)
         if self._takes_value:
             value = self.schedule(step, getattr(self._layers[0], self._name))
         else:
@@ -458,6 +460,7 @@ class ResetStates(keras.callbacks.Callback):
     def _reset(self, where):
         from keras_mrnn.stateful import reset_states
 
+        _backend.sync_training_state(self.model)
         reset_states(self.model)
         self.resets += 1
         if self.verbose:

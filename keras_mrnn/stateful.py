@@ -182,9 +182,11 @@ def get_states(model):
 def _replica_values(variable):
     """The per-replica copies of a variable (one outside distribution)."""
     value = getattr(variable, "value", variable)
+    # Only TensorFlow's values have a strategy; the Keras variable itself
+    # reads (`numpy`) and assigns on every backend.
     strategy = getattr(value, "distribute_strategy", None)
     if strategy is None:
-        return [value]
+        return [variable]
     return list(strategy.experimental_local_results(value))
 
 

@@ -1,17 +1,52 @@
 """Shared fixtures: float32 matmuls, and tolerances for comparing two kernel
-paths that hold on a GPU as well as on the CPU."""
+paths that hold on a GPU as well as on the CPU; the `backends` marker.
 
+The suite runs on the Keras backend that `KERAS_BACKEND` names. On
+TensorFlow every test runs. `pytest -m backends` selects the tests that
+check the package on any backend (what `.ci/run` runs again under JAX and
+PyTorch, see README "Backends"); tests of TensorFlow-only features skip
+elsewhere with their reason.
+"""
+
+import keras
 import pytest
-import tensorflow as tf
 
-ON_GPU = bool(tf.config.list_physical_devices("GPU"))
+BACKEND = keras.backend.backend()
+
+
+def _on_gpu():
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if BACKEND == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if BACKEND == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+ON_GPU = _on_gpu()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backends: checks the package on every Keras backend (run again "
+        "under JAX and PyTorch by .ci/run)",
+    )
 
 
 @pytest.fixture(autouse=True)
 def float32_matmuls():
     """Runs every test with TensorFloat-32 off, and restores the setting.
 
-    TensorFlow's default on Ampere and newer GPUs rounds matmul inputs to
+    TensorFlow's default on Ampere and newer GPUs (JAX's too; PyTorch's
+    cuDNN convolutions, and its matmuls where enabled) rounds matmul inputs to
     TF32 (10-bit mantissa, relative error ~5e-4), which no comparison with
     written-out equations in float32 can pass at 1e-5 (an H100 gave a max
     abs diff of 9.2e-5, rel 3e-3, for a one-state Markov LSTM against
@@ -19,10 +54,27 @@ def float32_matmuls():
     float32; every test gets the fixture because equations are compared in
     most test files. A no-op on the CPU.
     """
-    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    yield
-    tf.config.experimental.enable_tensor_float_32_execution(enabled)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        yield
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+    elif BACKEND == "jax" and ON_GPU:
+        import jax
+
+        with jax.default_matmul_precision("float32"):
+            yield
+    elif BACKEND == "torch" and ON_GPU:
+        import torch
+
+        enabled = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+    else:
+        yield
 
 
 @pytest.fixture
