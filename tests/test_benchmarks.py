@@ -4,10 +4,12 @@ Timings are never asserted (see the README's Speed section): only that the
 scripts run and report finite, positive figures.
 """
 
+import importlib.util
 import json
 import math
 import os
 
+import pytest
 from _helpers import ROOT, run_python
 
 
@@ -16,18 +18,66 @@ def run(script, *args):
                       timeout=600).stdout
 
 
+SPEED_MODELS = {"LSTM(128)", "MarkovLSTM(128, K=4)",
+                "naive 4 x LSTMCell(128)", "LSTM(512)"}
+
+
 def test_markov_lstm_speed_quick(tmp_path):
     path = tmp_path / "speed.json"
-    out = run("markov_lstm_speed.py", "--quick", "--jit", "off",
-              "--json", str(path))
+    out = run("markov_lstm_speed.py", "--quick", "--backend", "tensorflow",
+              "--jit", "off", "--json", str(path))
     assert "Device:" in out and "MarkovLSTM / naive" in out
     report = json.loads(path.read_text())
+    assert report["backend"] == "tensorflow"
     models = {r["model"] for r in report["results"]}
-    assert models == {"LSTM(128)", "MarkovLSTM(128, K=4)",
-                      "naive 4 x LSTMCell(128)", "LSTM(512)"}
+    assert models == SPEED_MODELS
     figures = [r["ms_per_step"] for r in report["results"]]
     figures += list(report["recurrent_matmuls_ms_per_step"].values())
+    assert len(report["recurrent_matmuls_ms_per_step"]) == 3
     assert all(math.isfinite(v) and v > 0 for v in figures)
+
+
+# The backend's library, and the one jit mode the script measures there.
+OTHER_BACKENDS = {"jax": ("jax", "on"), "torch": ("torch", "off")}
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
+def test_markov_lstm_speed_quick_on_backend(tmp_path, backend):
+    module, jit = OTHER_BACKENDS[backend]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    path = tmp_path / "speed.json"
+    out = run("markov_lstm_speed.py", "--quick", "--backend", backend,
+              "--json", str(path))
+    assert "Device:" in out and f"backend {backend}" in out
+    assert "MarkovLSTM / naive" in out
+    # The TF-only matmul floor and the jit mode the backend lacks are
+    # skipped with a note, not an error.
+    assert "skipped" in out
+    report = json.loads(path.read_text())
+    assert report["backend"] == backend and report["jit_modes"] == [jit]
+    assert {r["model"] for r in report["results"]} == SPEED_MODELS
+    for r in report["results"]:
+        assert r["backend"] == backend
+        assert r["jit_compile"] == (jit == "on")
+        assert math.isfinite(r["ms_per_step"]) and r["ms_per_step"] > 0
+        assert math.isfinite(r["ratio_to_lstm128"])
+        assert r["ratio_to_lstm128"] > 0
+    assert report["recurrent_matmuls_ms_per_step"] == {}
+
+
+@pytest.mark.parametrize("args, env", [
+    (["--backend", "numpy"], {}),
+    ([], {"KERAS_BACKEND": "numpy"}),
+])
+def test_markov_lstm_speed_bad_backend(args, env):
+    # argparse refuses it before Keras is imported.
+    result = run_python(
+        os.path.join(ROOT, "benchmarks", "markov_lstm_speed.py"), "--quick",
+        *args, env=env, check=False, timeout=120)
+    assert result.returncode == 2
+    assert "numpy" in result.stderr and "tensorflow" in result.stderr
 
 
 def test_vrnn_speed_quick():
@@ -37,8 +87,8 @@ def test_vrnn_speed_quick():
 
 def test_switch_speed_and_adapt_time_quick(tmp_path):
     path = tmp_path / "switches.json"
-    run("markov_lstm_speed.py", "--quick", "--switches", "--jit", "off",
-        "--json", str(path))
+    run("markov_lstm_speed.py", "--quick", "--switches", "--backend",
+        "tensorflow", "--jit", "off", "--json", str(path))
     report = json.loads(path.read_text())
     models = {r["model"] for r in report["results"]}
     assert "MarkovLSTM(128, K=4, switch='hmm')" in models
