@@ -298,6 +298,18 @@ def sync_training_state(model):
         sync()
 
 
+def widest_float():
+    """The widest float dtype the backend computes in: "float64", but on
+    JAX without `jax_enable_x64` (its default), where float64 arrays are
+    cut to float32 (with a warning), "float32"."""
+    if name() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
+
+
 # ---------------------------------------------------------- distributions
 _tfd = None
 

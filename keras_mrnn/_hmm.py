@@ -6,7 +6,7 @@ runs: Baum-Welch for the `HMMSwitch` model, from several starts at once
 
 - E-step: the emissions are the switch's own `log_likelihoods` (the
   function the layer's filter uses, evaluated here in float64 for whole
-  sequences), then the scaled forward-backward recursion over them.
+  sequences; in float32 on JAX without `jax_enable_x64`), then the scaled forward-backward recursion over them.
 - M-step: the levels and AR coefficients are one weighted least-squares
   problem, `x_t = c_k + A_k' lags_t + e_t` (`c_k = (I - sum_i A_{k,i}')
   mu_k`), its normal equations written with Kronecker blocks so that one
@@ -25,6 +25,8 @@ steps are moved to its front, keeping their order.
 
 import numpy as np
 from keras import ops
+
+from keras_mrnn import _backend
 
 # Floors: a variance at the layer's scale floor exp(-7)^2, a pseudo-count
 # for transitions never seen, a ridge that keeps empty states solvable.
@@ -314,9 +316,27 @@ class _Model:
                     1.0 - natural["ar"] ** 2)
         elif switch.order:
             params["ar"] = a
-        return ops.convert_to_numpy(
-            switch.log_likelihoods(params, x, lags, observed)
-        ).astype("float64")
+        return emissions(switch, params, x, lags, observed)
+
+
+def emissions(switch, params, x, lags, observed):
+    """`switch.log_likelihoods` of NumPy inputs, as float64 NumPy.
+
+    Computed in the backend's widest float (float64; float32 on JAX unless
+    `jax_enable_x64` is set), on the backend's tensors: PyTorch's ops do
+    not take NumPy arrays.
+    """
+    dtype = _backend.widest_float()
+    tensors = [
+        ops.convert_to_tensor(np.asarray(a, dtype=dtype))
+        for a in (x, lags, observed)
+    ]
+    params = {
+        key: ops.convert_to_tensor(np.asarray(value, dtype=dtype))
+        for key, value in params.items()
+    }
+    return ops.convert_to_numpy(
+        switch.log_likelihoods(params, *tensors)).astype("float64")
 
 
 def _initial_assignments(x, valid, num_states, restarts, rng):

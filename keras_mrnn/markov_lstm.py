@@ -931,8 +931,7 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
             name: ops.convert_to_numpy(value).astype("float64")
             for name, value in switch.parameters().items()
         }
-        log_lik = ops.convert_to_numpy(switch.log_likelihoods(
-            params, compressed, lags, observed)).astype("float64")
+        log_lik = _hmm.emissions(switch, params, compressed, lags, observed)
         return log_lik, np.exp(params["log_transition"]), valid, mask
 
     def _unpack(self, last_output, outputs, mask, training):

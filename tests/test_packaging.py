@@ -27,6 +27,21 @@ def test_readme_quick_start_has_two_commands_and_ci_runs_the_second():
     assert commands[1].strip() in ci_lines
 
 
+def test_ci_runs_the_readme_backend_matrix():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Backends", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    matrix = [line for line in block.splitlines()
+              if "-m backends" in line]
+    assert len(matrix) == 1
+    for backend in ("jax", "torch"):
+        assert f"KERAS_BACKEND={backend}" in matrix[0]
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        ci_lines = [line.strip() for line in f]
+    assert matrix[0].strip() in ci_lines
+
+
 def test_public_api_is_listed_and_documented():
     for name in keras_mrnn.__all__:
         obj = getattr(keras_mrnn, name)
