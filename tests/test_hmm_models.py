@@ -31,6 +31,9 @@ from _helpers import logsumexp, softmax
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.switches import HMMSwitch
 
+# Run on every backend by .ci/run (see conftest.py).
+pytestmark = pytest.mark.backends
+
 TOL = dict(rtol=1e-4, atol=1e-4)
 LOG_SCALE_FLOOR = -7.0  # the switch's floor of log scales
 
@@ -305,10 +308,12 @@ def test_filter_and_likelihood_against_statsmodels(
     if order >= 2:
         initial.append(np.full((1, 1), order, "float32"))
 
-    @tf.function  # A graph: 150 eager steps take seconds.
     def run():
         outputs = layer(inputs, initial_state=initial, training=False)
         return outputs[1], layer.losses[-1]
+
+    if keras.backend.backend() == "tensorflow":
+        run = tf.function(run)  # A graph: 150 eager steps take seconds.
 
     q, loss = run()
     log_likelihood = -float(loss) * steps  # weight 1
@@ -395,6 +400,8 @@ def is_zero(grad):
     return grad is None or not np.any(grad)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="written with tf.GradientTape; training on every backend: test_backends.py")
 @pytest.mark.parametrize("switch_kwargs", SWITCHES, ids=["default",
                                                          "order2-full"])
 def test_task_gradient_false_stops_the_tasks_gradient(switch_kwargs):
@@ -409,6 +416,8 @@ def test_task_gradient_false_stops_the_tasks_gradient(switch_kwargs):
         assert not is_zero(flowing[name]), name
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="written with tf.GradientTape; training on every backend: test_backends.py")
 @pytest.mark.parametrize("switch_kwargs", SWITCHES, ids=["default",
                                                          "order2-full"])
 def test_task_gradient_false_keeps_the_likelihoods_gradient(switch_kwargs):

@@ -19,6 +19,9 @@ from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
 from keras_mrnn.datasets import normalized_mutual_information
 
+# Run on every backend by .ci/run (see conftest.py).
+pytestmark = pytest.mark.backends
+
 TOL = dict(rtol=1e-4, atol=1e-4)
 
 
@@ -198,6 +201,8 @@ def test_states_hold_the_filter_and_the_previous_input():
     np.testing.assert_allclose(rest[1], np.asarray(whole[1])[:, 5:], **TOL)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="written with tf.GradientTape; training on every backend: test_backends.py")
 def test_input_likelihood_trains_every_hmm_weight():
     x = np.random.default_rng(4).normal(size=(4, 6, 2)).astype("float32")
     layer = MarkovLSTM(3, num_states=2, switch="hmm", seed=0)
@@ -350,6 +355,8 @@ def test_initial_state_of_the_wrong_length_fails_clearly():
         layer(x, initial_state=[h, h])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="a tf.function training loop with tf.GradientTape; training on every backend: test_backends.py")
 def test_trained_filter_finds_the_regimes():
     # The headline claim at test scale: the HMM weights alone, trained on
     # the input likelihood from their default start, recover the regimes

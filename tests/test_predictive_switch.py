@@ -16,6 +16,9 @@ from _helpers import logsumexp, normal_log_pdf, numpy_switched_lstms
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 from keras_mrnn.switches import PredictiveSwitch
 
+# Run on every backend by .ci/run (see conftest.py).
+pytestmark = pytest.mark.backends
+
 TOL = dict(rtol=1e-4, atol=1e-4)
 
 
@@ -122,6 +125,8 @@ def test_one_state_predictive_is_still_an_ordinary_lstm():
     np.testing.assert_allclose(markov(x, training=True), lstm(x), **TOL)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="written with tf.GradientTape; training on every backend: test_backends.py")
 def test_input_likelihood_trains_the_predictive_densities():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(4, 5, 2)).astype("float32")
