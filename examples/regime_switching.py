@@ -110,13 +110,12 @@ if args.quick:
                         epochs=1, units=8)
     args = parser.parse_args()
 
-# TensorFlow is imported after parsing, so that --help answers at once.
+# Keras (and its backend) is imported after parsing, so that --help answers at once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_mrnn  # noqa: E402
 
@@ -125,13 +124,24 @@ os.makedirs(args.output_dir, exist_ok=True)
 keras.utils.set_random_seed(args.seed)
 if args.mixed_precision:
     keras.mixed_precision.set_global_policy("mixed_float16")
-gpus = tf.config.list_physical_devices("GPU")
-device = ", ".join(
-    tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-    for gpu in gpus
-) if gpus else f"CPU ({platform.processor() or platform.machine()}, " \
+# The GPUs the backend sees (TensorFlow, the default, or KERAS_BACKEND's).
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    gpus = [tf.config.experimental.get_device_details(gpu).get(
+        "device_name", gpu.name) for gpu in tf.config.list_physical_devices("GPU")]
+elif keras.backend.backend() == "jax":
+    import jax
+
+    gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+else:
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i)
+            for i in range(torch.cuda.device_count())]
+device = ", ".join(gpus) or f"CPU ({platform.processor() or platform.machine()}, " \
     f"{os.cpu_count()} cores)"
-print(f"Device: {device}")
+print(f"Device: {device}; Keras backend: {keras.backend.backend()}")
 
 # --------------------------------------------------------------------- data
 # Inputs are x_0..x_{T-1}, targets x_1..x_T; the regime of input step t is
