@@ -33,6 +33,21 @@ def _on_gpu():
 ON_GPU = _on_gpu()
 
 
+if BACKEND == "torch":
+    import torch
+
+    # The tests compare layer outputs with NumPy (`np.asarray`,
+    # `np.testing`), as TensorFlow's and JAX's tensors allow; PyTorch
+    # refuses for tensors that require grad (every output of a layer with
+    # weights). Test harness only: users call `keras.ops.convert_to_numpy`.
+    _tensor_array = torch.Tensor.__array__
+
+    def _detached_array(self, *args, **kwargs):
+        return _tensor_array(self.detach().cpu(), *args, **kwargs)
+
+    torch.Tensor.__array__ = _detached_array
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
