@@ -76,11 +76,23 @@ def check_stateful_batch_size(layer, sequences):
         )
     if actual is not None:
         if int(actual) != expected:
+            if _backend.name() == "jax":
+                advice = (
+                    "On JAX, Keras detaches the model's variables while "
+                    "fit, evaluate or predict runs and does not reattach them "
+                    "after an error: call model.jax_state_sync() before "
+                    "using the model again (when the first batch of the call "
+                    "failed, Keras has lost them: reload the model)."
+                )
+            else:
+                advice = (
+                    "If this was raised inside fit, Keras keeps the train "
+                    "function whose tracing failed: call "
+                    "model.make_train_function(force=True) or compile again "
+                    "before the next fit."
+                )
             raise ValueError(
-                f"{message} Received batch size: {actual}. (If this was "
-                "raised inside fit, Keras keeps the train function whose "
-                "tracing failed: call model.make_train_function(force=True) "
-                "or compile again before the next fit.)"
+                f"{message} Received batch size: {actual}. ({advice})"
             )
         return sequences
     # Only TensorFlow traces with an unknown batch size (JAX and PyTorch

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from keras_mrnn import _backend
 from keras_mrnn import _validation as check
 from keras_mrnn._stateful_guard import check_stateful_batch_size  # noqa: F401
 
@@ -99,7 +100,10 @@ def state_variables(model):
     """Returns the state variables of every stateful RNN layer of a model.
 
     These variables are not in `model.weights` (Keras does not track or save
-    them).
+    them). On JAX, inside `fit` or after an error in one of its steps, the
+    model's variables are first written back from the state Keras's JAX
+    trainer carries (`model.jax_state_sync()`), so that they can be read
+    and set.
 
     Args:
         model: A `keras.Model` or layer.
@@ -115,6 +119,7 @@ def state_variables(model):
     >>> [tuple(v.shape) for v in keras_mrnn.stateful.state_variables(model)]
     [(2, 4), (2, 4)]
     """
+    _backend.sync_training_state(model)
     variables, seen = [], set()
     for layer in stateful_layers(model):
         for variable in tree.flatten(layer.states):
