@@ -55,12 +55,16 @@ class VRNNAnalysis:
     """Mixin of `VRNN`: the model's per-step quantities, reconstructions,
     samples and log-likelihood.
 
-    Each method runs its loop in a `tf.function` cached on the layer
-    (`SteppedRNN._cached`: neither saved nor counted as a weight), with one
-    seed generator whose state is set from `seed` at every call: eager TFP
-    inside a Python loop is slow. No AutoGraph: the functions hold no
-    tensor-dependent Python control flow, and AutoGraph fails on them with
-    some gast versions (a loud warning).
+    Each method runs its loop in `_backend.function` (a `tf.function` on
+    TensorFlow, cached on the layer by `SteppedRNN._cached`: neither saved
+    nor counted as a weight; the plain function elsewhere, where JAX runs
+    the loop as one `lax.scan`). One seed generator serves every call, its
+    state set from `seed` at each; all the noise a loop needs is drawn
+    from it before the loop (`VRNNCell.project_inputs`,
+    `VRNNCell.generation_noise`), since on JAX a generator advanced inside
+    the loop would repeat the same noise. No AutoGraph: the functions hold
+    no tensor-dependent Python control flow, and AutoGraph fails on them
+    with some gast versions (a loud warning).
     """
 
     def _seed_generator(self):
@@ -101,20 +105,21 @@ class VRNNAnalysis:
         """Packed per-step outputs `(batch, time, packed)` in input order.
 
         Runs the loop from `initial_state` (zeros by default), never from or
-        into the states of a stateful layer; `z` uses the analysis seed
-        generator (see `_generator`).
+        into the states of a stateful layer; the noise of `z` is drawn from
+        the analysis seed generator (see `_generator`) before the loop.
         """
         cell = self.cell
         generator = self._seed_generator()
 
         def scan(x, mask, initial_state):
             with self._autocast():
-                projected = cell.project_inputs(x)
+                projected = cell.project_inputs(
+                    x, latent=latent, seed_generator=generator
+                )
 
                 def step(inputs, states):
                     return cell.step(
-                        inputs, states, training=False, latent=latent,
-                        seed_generator=generator,
+                        inputs, states, training=False, latent=latent
                     )
 
                 _, outputs, _ = recurrent_loop(
@@ -167,8 +172,8 @@ class VRNNAnalysis:
 
         >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
         >>> out = layer.infer(np.zeros((4, 10, 3), "float32"))
-        >>> out["z"].shape, out["kl"].shape
-        (TensorShape([4, 10, 2]), TensorShape([4, 10]))
+        >>> tuple(out["z"].shape), tuple(out["kl"].shape)
+        ((4, 10, 2), (4, 10))
         """
         if latent is None:
             latent = self.cell.inference_latent
@@ -202,8 +207,8 @@ class VRNNAnalysis:
         Example:
 
         >>> layer = keras_mrnn.VRNN(8, latent_dim=2, likelihood="bernoulli")
-        >>> layer.reconstruct(np.zeros((4, 10, 3), "float32")).shape
-        TensorShape([4, 10, 3])
+        >>> tuple(layer.reconstruct(np.zeros((4, 10, 3), "float32")).shape)
+        (4, 10, 3)
         """
         check.choice("decode", decode, DECODE_MODES)
         parts = self.infer(x, latent=latent, seed=seed, mask=mask)
@@ -248,8 +253,8 @@ class VRNNAnalysis:
 
         >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
         >>> layer.build((None, None, 3))
-        >>> layer.sample(20, batch_size=4, seed=0).shape
-        TensorShape([4, 20, 3])
+        >>> tuple(layer.sample(20, batch_size=4, seed=0).shape)
+        (4, 20, 3)
         """
         num_steps = check.positive_int("num_steps", num_steps)
         batch_size = check.positive_int("batch_size", batch_size)
@@ -263,25 +268,25 @@ class VRNNAnalysis:
         cell = self.cell
         generator = self._generator(seed)
 
-        def generate(steps, initial_state):
+        def generate(noise, initial_state):
             with self._autocast():
 
-                def step(_, states):
-                    return cell.generate_step(
-                        states, decode=decode, seed_generator=generator
-                    )
+                def step(noise_t, states):
+                    return cell.generate_step(noise_t, states, decode=decode)
 
-                _, samples, _ = recurrent_loop(step, steps, initial_state)
+                _, samples, _ = recurrent_loop(step, noise, initial_state)
             return samples
 
         function = self._cached(
             f"sample_{decode}",
             lambda: _backend.function(generate),
         )
-        # The loop runs over a dummy input with no features: one per step.
-        steps = ops.zeros((batch_size, num_steps, 0), cell.compute_dtype)
+        # The loop runs over the noise of every step, drawn before it.
+        noise = cell.generation_noise(
+            batch_size, num_steps, decode=decode, seed_generator=generator
+        )
         samples = function(
-            steps, self._state_tensors(initial_state, batch_size)
+            noise, self._state_tensors(initial_state, batch_size)
         )
         if self.go_backwards:
             samples = ops.flip(samples, axis=1)
@@ -317,8 +322,8 @@ class VRNNAnalysis:
 
         >>> layer = keras_mrnn.VRNN(8, latent_dim=2)
         >>> x = np.random.random((4, 10, 3)).astype("float32")
-        >>> layer.log_likelihood(x, num_samples=16, seed=0).shape
-        TensorShape([4])
+        >>> tuple(layer.log_likelihood(x, num_samples=16, seed=0).shape)
+        (4,)
         """
         num_samples = check.positive_int("num_samples", num_samples)
         x = self._prepare(x)

@@ -8,23 +8,19 @@ import keras
 from keras import ops
 
 from keras_mrnn import _backend
+from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._scheduled import ScheduledScalar
+from keras_mrnn._vrnn_analysis import DECODE_MODES
 from keras_mrnn._vrnn_analysis import LATENT_MODES
 from keras_mrnn._vrnn_analysis import VRNNAnalysis
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 RECURRENCES = ("lstm", "gru")
-
-
-def _stateless_seed(seed_generator):
-    """An int32 seed pair for TFP's stateless samplers from a generator."""
-    seed = seed_generator.next()
-    return ops.cast(ops.mod(seed, 2**31 - 1), "int32")
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -52,8 +48,17 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
     `phi_x` and `phi_z` are one dense layer of `feature_units` each; the
     prior, encoder and decoder have one hidden layer of `hidden_units`
     followed by a linear head. Scales are `softplus(.) + min_scale`. All
-    distributions are computed in float32 with `tfp.distributions`, also
-    under a `mixed_float16` policy.
+    distributions are computed in float32, also under a `mixed_float16`
+    policy, with `tfp.distributions` on TensorFlow and the same formulas in
+    `keras.ops` on JAX and PyTorch.
+
+    The standard-normal noise `eps_t` of the posterior sample
+    `z_t = mu_z + sigma_z * eps_t` is drawn by `project_inputs`, which
+    `VRNN` runs on the whole sequence before its loop. In a plain
+    `keras.layers.RNN` the cell draws it step by step, which JAX cannot do
+    inside its loop (`jax.lax.scan`, where a seed generator does not
+    advance): there a sampling cell raises a `ValueError`; use `VRNN`, or
+    `inference_latent="mean"` outside training.
 
     The weights are fused so that each step costs one matmul of `h_{t-1}`:
     `recurrent_kernel` has the columns
@@ -112,9 +117,10 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
     Example:
 
     >>> inputs = np.random.random((32, 10, 8)).astype("float32")
-    >>> rnn = keras.layers.RNN(keras_mrnn.VRNNCell(16, latent_dim=4))
-    >>> rnn(inputs).shape
-    TensorShape([32, 16])
+    >>> cell = keras_mrnn.VRNNCell(16, latent_dim=4, inference_latent="mean")
+    >>> rnn = keras.layers.RNN(cell)
+    >>> tuple(rnn(inputs).shape)
+    (32, 16)
     """
 
     def __init__(
@@ -274,29 +280,115 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
     # then vanish from h_t instead of showing (tests/test_reliability.py).
     project_before_loop = True
 
-    def project_inputs(self, inputs, training=False):
-        """Input part of a step, for one step or a whole sequence.
+    def call(self, inputs, states, training=False):
+        # The step-by-step path of a plain `keras.layers.RNN` (`VRNN` and
+        # the analysis methods project whole sequences before their loop,
+        # never inside it).
+        if self._latent_mode(training, None) == "sample" and (
+            _backend.seeds_frozen_here(self.seed_generator, inputs)
+        ):
+            raise ValueError(
+                f"VRNNCell '{self.name}' draws its latent noise inside a "
+                "JAX loop (keras.layers.RNN runs the cell in jax.lax.scan), "
+                "where the seed generator cannot advance: every step and "
+                "call would repeat the same noise. Use keras_mrnn.VRNN, "
+                "which draws the noise of all steps before its loop, or "
+                "inference_latent='mean' outside training."
+            )
+        return super().call(inputs, states, training=training)
+
+    def _latent_mode(self, training, latent):
+        """How `z_t` is taken: `latent` when given, else a sample when
+        training and `inference_latent` otherwise."""
+        if latent is not None:
+            return check.choice("latent", latent, LATENT_MODES)
+        return "sample" if training else self.inference_latent
+
+    def project_inputs(self, inputs, training=False, latent=None,
+                       seed_generator=None):
+        """Input part of a step, for one step or a whole sequence, with the
+        standard-normal noise of the posterior samples.
+
+        The noise is drawn here, not in `step`: `VRNN` calls this on the
+        whole sequence before its loop, and on JAX a seed generator
+        advanced inside the loop (a `lax.scan`) would repeat the same noise
+        at every step and call. `step` reparameterizes it into
+        `z_t = mu_z + sigma_z * eps_t`.
 
         Args:
             inputs: `(batch, features)` or `(batch, time, features)`.
-            training: Python boolean (unused: the cell has no dropout).
+            training: Python boolean: draws the noise when true (and the
+                cell's `inference_latent` is `"sample"` otherwise).
+            latent: `"sample"` or `"mean"` to force how `z_t` will be taken
+                (`step` must get the same); `None` (default) as `training`
+                says.
+            seed_generator: `keras.random.SeedGenerator` of the noise;
+                defaults to the cell's own.
 
         Returns:
-            `[x, phi_x(x) @ input_kernel + input_bias]`, with last dimension
-            `features + hidden_units + G * units` (G = 4 for the LSTM, 3 for
-            the GRU), in the compute dtype or float32, whichever is wider.
+            `[x, phi_x(x) @ input_kernel + input_bias, eps]`, with last
+            dimension `features + hidden_units + G * units` (G = 4 for the
+            LSTM, 3 for the GRU), `+ latent_dim` when `z` is sampled (`eps`,
+            standard normal), in the compute dtype or float32, whichever is
+            wider.
         """
         # `x` is also the likelihood target: under a float16 policy it stays
         # float32 (rounding it would shift the NLL), and so does the packed
         # tensor; `step` casts the projection back, losslessly.
         dtype = keras.backend.result_type(self.compute_dtype, "float32")
         target = ops.cast(inputs, dtype)
+        parts = [target]
         inputs = ops.cast(inputs, self.compute_dtype)
         phi_x = self.activation(
             ops.matmul(inputs, self.phi_x_kernel) + self.phi_x_bias
         )
         projected = ops.matmul(phi_x, self.input_kernel) + self.input_bias
-        return ops.concatenate([target, ops.cast(projected, dtype)], axis=-1)
+        parts.append(ops.cast(projected, dtype))
+        if self._latent_mode(training, latent) == "sample":
+            generator = (
+                self.seed_generator if seed_generator is None
+                else seed_generator
+            )
+            shape = tuple(ops.shape(inputs)[:-1]) + (self.latent_dim,)
+            eps = keras.random.normal(shape, dtype="float32", seed=generator)
+            parts.append(ops.cast(eps, dtype))
+        return ops.concatenate(parts, axis=-1)
+
+    def generation_noise(self, batch_size, num_steps, decode="sample",
+                         seed_generator=None):
+        """The noise of `generate_step` for `num_steps` steps, drawn at once
+        (for the same reason as `project_inputs` draws the posterior's).
+
+        Args:
+            batch_size: Number of sequences.
+            num_steps: Number of steps.
+            decode: `"sample"` adds the decoder's noise, `"mean"` does not.
+            seed_generator: `keras.random.SeedGenerator`; defaults to the
+                cell's own.
+
+        Returns:
+            A float32 tensor `(batch_size, num_steps, latent_dim)`, then
+            `features` more columns with `decode="sample"`: standard normal
+            for the prior's `z_t`, then standard normal (Gaussian decoder)
+            or uniform on [0, 1) (Bernoulli decoder) for `x_t`.
+        """
+        check.choice("decode", decode, DECODE_MODES)
+        generator = (
+            self.seed_generator if seed_generator is None else seed_generator
+        )
+        shape = (batch_size, num_steps)
+        parts = [keras.random.normal(
+            shape + (self.latent_dim,), dtype="float32", seed=generator
+        )]
+        if decode == "sample":
+            draw = (
+                keras.random.normal if self.likelihood == "gaussian"
+                else keras.random.uniform
+            )
+            parts.append(draw(
+                shape + (self.input_dim,), dtype="float32", seed=generator
+            ))
+        return ops.concatenate(parts, axis=-1)
 
     def _gaussian(self, hidden, kernel, bias):
         params = ops.cast(ops.matmul(hidden, kernel) + bias, "float32")
@@ -335,16 +427,23 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         return tfd.Bernoulli(logits=params["x_logits"], dtype="float32")
 
     def _split_projected(self, projected):
-        """`project_inputs` of a step as `(x, encoder part, input part)`:
-        the float32 target, and the compute-dtype parts of the encoder's
-        hidden layer and of the recurrence."""
+        """`project_inputs` of a step as `(x, encoder part, input part,
+        eps)`: the float32 target, the compute-dtype parts of the encoder's
+        hidden layer and of the recurrence, and the float32 noise of `z_t`
+        (`None` when none was drawn)."""
         dim, hidden = self.input_dim, self.hidden_units
+        end = dim + hidden + self._rnn_width
         x = ops.cast(projected[:, :dim], "float32")
         encoder_part = ops.cast(
             projected[:, dim : dim + hidden], self.compute_dtype
         )
-        input_part = ops.cast(projected[:, dim + hidden :], self.compute_dtype)
-        return x, encoder_part, input_part
+        input_part = ops.cast(
+            projected[:, dim + hidden : end], self.compute_dtype
+        )
+        eps = None
+        if projected.shape[-1] == end + self.latent_dim:
+            eps = ops.cast(projected[:, end:], "float32")
+        return x, encoder_part, input_part, eps
 
     def _prior(self, states):
         """What a step computes from `h_{t-1}` alone, before `z_t`.
@@ -390,28 +489,25 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         )
         return [update * states[0] + (1.0 - update) * candidate]
 
-    def step(
-        self, projected, states, training=False, latent=None,
-        seed_generator=None,
-    ):
+    def step(self, projected, states, training=False, latent=None):
         """One recurrent step given the projected inputs of this step.
 
         Args:
-            projected: `project_inputs(x_t)`.
+            projected: `project_inputs(x_t)`, with the noise `eps_t` when
+                `z_t` is sampled.
             states: The previous states, as in `call`.
             training: Python boolean.
             latent: `"sample"` or `"mean"` to force how `z_t` is taken;
                 `None` (default) samples when training and uses
-                `inference_latent` otherwise.
-            seed_generator: `keras.random.SeedGenerator` of the latent
-                samples; defaults to the cell's own.
+                `inference_latent` otherwise. Must be what `project_inputs`
+                was given.
 
         Returns:
             `(output, new_states)` as in `call`.
         """
         tfd = _backend.distributions()
         hidden = self.hidden_units
-        x, encoder_part, input_part = self._split_projected(projected)
+        x, encoder_part, input_part, eps = self._split_projected(projected)
         recurrent, prior_loc, prior_scale = self._prior(states)
         encoder_hidden = self.activation(
             encoder_part + recurrent[:, hidden : 2 * hidden]
@@ -419,16 +515,16 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         loc, scale = self._gaussian(
             encoder_hidden, self.encoder_kernel, self.encoder_bias
         )
-        posterior = tfd.Normal(loc, scale)
-        if latent is None:
-            latent = "sample" if training else self.inference_latent
-        if latent == "sample":
-            z = posterior.sample(
-                seed=_stateless_seed(
-                    self.seed_generator if seed_generator is None
-                    else seed_generator
+        if self._latent_mode(training, latent) == "sample":
+            if eps is None:
+                raise ValueError(
+                    f"VRNNCell '{self.name}' samples z_t but `projected` "
+                    "holds no noise: call `project_inputs` with the same "
+                    "`training` and `latent` as `step`."
                 )
-            )
+            # The reparameterized posterior sample: the gradient reaches
+            # the encoder's mean and scale through it.
+            z = loc + scale * eps
         else:
             z = loc
         decoder_params, latent_part = self._decode(z, recurrent)
@@ -437,6 +533,7 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         )
         if not self.packed_output:
             return new_states[0], new_states
+        posterior = tfd.Normal(loc, scale)
         prior = tfd.Normal(prior_loc, prior_scale)
         kl = ops.sum(tfd.kl_divergence(posterior, prior), axis=-1)
         nll = -ops.sum(
@@ -450,35 +547,39 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         }, dtype="float32")
         return output, new_states
 
-    def generate_step(self, states, decode="sample", seed_generator=None):
+    def generate_step(self, noise, states, decode="sample"):
         """One generative step: `z_t` from the prior, `x_t` from the decoder.
 
         Args:
+            noise: This step of `generation_noise(..., decode=decode)`,
+                `(batch, latent_dim [+ features])`.
             states: The previous states.
             decode: `"sample"` draws `x_t` from the decoder, `"mean"` takes
                 its mean (Gaussian `mu_x`, Bernoulli probabilities).
-            seed_generator: `keras.random.SeedGenerator`; defaults to the
-                cell's own.
 
         Returns:
             `(x_t, new_states)`, `x_t` a float32 `(batch, features)` tensor.
         """
-        tfd = _backend.distributions()
-        generator = (
-            self.seed_generator if seed_generator is None else seed_generator
-        )
+        check.choice("decode", decode, DECODE_MODES)
+        latent = self.latent_dim
+        noise = ops.cast(noise, "float32")
         recurrent, prior_loc, prior_scale = self._prior(states)
-        z = tfd.Normal(prior_loc, prior_scale).sample(
-            seed=_stateless_seed(generator)
-        )
+        z = prior_loc + prior_scale * noise[:, :latent]
         decoder_params, latent_part = self._decode(z, recurrent)
-        distribution = self._decoder_distribution(decoder_params)
-        if decode == "sample":
-            x = distribution.sample(seed=_stateless_seed(generator))
+        if decode == "mean":
+            x = self._decoder_distribution(decoder_params).mean()
+        elif self.likelihood == "gaussian":
+            x = decoder_params["x_loc"] + (
+                decoder_params["x_scale"] * noise[:, latent:]
+            )
         else:
-            x = distribution.mean()
+            # A uniform draw below p is a draw of Bernoulli(p).
+            probs = ops.sigmoid(decoder_params["x_logits"])
+            x = ops.cast(noise[:, latent:] < probs, "float32")
         x = ops.cast(x, "float32")
-        _, _, input_part = self._split_projected(self.project_inputs(x))
+        _, _, input_part, _ = self._split_projected(
+            self.project_inputs(x, latent="mean")
+        )
         new_states = self._transition(
             input_part, latent_part, recurrent, states
         )
@@ -503,6 +604,49 @@ class VRNNCell(SteppedCell, keras.layers.Layer):
         )
 
 
+class _CarriedMean(keras.metrics.Mean):
+    """`keras.metrics.Mean` for a tracker updated in a layer's `call`, on
+    JAX (`VRNN` uses it there, and `keras.metrics.Mean` elsewhere).
+
+    JAX's trainer runs the layers in a stateless call that maps the
+    model's trainable and non-trainable variables, not its metrics'
+    (keras-team/keras#21639): a tracker updated there reads unmapped,
+    purged variables (a `TypeError`), and its updates would be dropped.
+    So `VRNN.variables` lists this tracker's variables (not among the
+    weights, so never saved), which JAX's steps then carry from batch to
+    batch and write back at the end of each epoch, like a seed
+    generator's state; and the tracker lists none of its own: the trainer
+    carries metrics in a second copy of the state that never sees the
+    layer's updates, and writes it back last.
+
+    The values are therefore known once the trainer has written the state
+    back: the epoch's logs (`History`, `evaluate`, callbacks'
+    `on_epoch_end`) hold them. Inside the compiled step, where the
+    per-batch logs are made (progress bar, `on_train_batch_end`,
+    `train_on_batch`), the state is out of reach and the result is NaN.
+    """
+
+    @property
+    def variables(self):
+        return []
+
+    @property
+    def state_variables(self):
+        """The tracker's variables (what `variables` gives on a plain
+        metric)."""
+        return [self.total, self.count]
+
+    def reset_state(self):
+        for variable in self.state_variables:
+            variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
+
+    def result(self):
+        if _internals.in_stateless_scope():
+            # JAX's compiled step: the state is carried beside it, unread.
+            return ops.convert_to_tensor(float("nan"), dtype=self.dtype)
+        return super().result()
+
+
 @keras.saving.register_keras_serializable(package="keras_mrnn")
 class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
     """Variational RNN layer (Chung et al., 2015) that trains itself.
@@ -520,7 +664,12 @@ class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
     `{name}_kl`, `{name}_nll` and `{name}_elbo` (`name` the layer's name; the
     ELBO is `-(KL + NLL)`, never weighted) are averages over all valid steps
     seen since the last reset, i.e. per epoch in `fit` and `evaluate`, and
-    show in the progress bar and `History`. While the KL weight is below 1
+    show in the progress bar and `History`. On JAX, whose trainer does not
+    carry the metrics of layers through its compiled steps, they are known
+    when the step's state is written back: `History`, `evaluate` and the
+    callbacks' `on_epoch_end` get them, the per-batch logs (progress bar
+    during the epoch, `on_train_batch_end`, `train_on_batch`) get NaN (see
+    `_CarriedMean`). While the KL weight is below 1
     (KL warm-up) `loss` and `val_loss` are not the negative ELBO: monitor
     `val_{name}_elbo` in callbacks such as `EarlyStopping`.
 
@@ -578,8 +727,8 @@ class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
     >>> history = model.fit(x, epochs=2, verbose=0)
     >>> sorted(history.history)
     ['loss', 'vrnn_elbo', 'vrnn_kl', 'vrnn_nll']
-    >>> model.layers[0].sample(50, batch_size=2, seed=1).shape
-    TensorShape([2, 50, 3])
+    >>> tuple(model.layers[0].sample(50, batch_size=2, seed=1).shape)
+    (2, 50, 3)
     """
 
     _needs_all_outputs = True
@@ -621,14 +770,31 @@ class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
             zero_output_for_mask=zero_output_for_mask,
             **kwargs,
         )
-        self.kl_tracker = keras.metrics.Mean(name=f"{self.name}_kl")
-        self.nll_tracker = keras.metrics.Mean(name=f"{self.name}_nll")
-        self.elbo_tracker = keras.metrics.Mean(name=f"{self.name}_elbo")
+        tracker = (
+            _CarriedMean if _backend.name() == "jax" else keras.metrics.Mean
+        )
+        self.kl_tracker = tracker(name=f"{self.name}_kl")
+        self.nll_tracker = tracker(name=f"{self.name}_nll")
+        self.elbo_tracker = tracker(name=f"{self.name}_elbo")
 
     def build(self, sequences_shape, initial_state_shape=None):
         super().build(sequences_shape, initial_state_shape)
         type(self).kl_weight.add_variable(self)
         self.built = True
+
+    @property
+    def variables(self):
+        variables = super().variables
+        # On JAX the trackers' state is the layer's (see `_CarriedMean`).
+        seen = {id(v) for v in variables}
+        for name in ("kl_tracker", "nll_tracker", "elbo_tracker"):
+            # Also asked for while `__init__` runs, before the trackers.
+            tracker = getattr(self, name, None)
+            if isinstance(tracker, _CarriedMean):
+                variables += [
+                    v for v in tracker.state_variables if id(v) not in seen
+                ]
+        return variables
 
     @property
     def input_dtype(self):
