@@ -276,15 +276,21 @@ def seeds_frozen_here(seed_generator, inputs):
     if not isinstance(inputs, jax.core.Tracer):
         return False
     state = seed_generator.state.value
-    try:
-        inputs_trace = inputs._trace
-    except AttributeError:  # pragma: no cover
+    trace = getattr(inputs, "_trace", None)
+    if trace is None:  # pragma: no cover
         return False
     if not isinstance(state, jax.core.Tracer):
         # The state is concrete: eager JAX; only a trace below the
         # eager level (a scan or a jit of the user's) holds `inputs`.
         return True
-    return getattr(state, "_trace", None) is not inputs_trace
+    # Differentiation (`fit`'s `value_and_grad`) traces the inputs a level
+    # above the one that holds the generator, in the same program: look
+    # through it. A loop's body (a jaxpr trace of its own) stops the walk.
+    while trace is not state._trace and type(trace).__name__ in (
+        "JVPTrace", "LinearizeTrace"
+    ):
+        trace = getattr(trace, "parent_trace", None)
+    return trace is not state._trace
 
 
 def sync_training_state(model):

@@ -350,6 +350,23 @@ class MarkovLSTMCell(
     # tensor never needs a transpose.
     time_major_projection = True
 
+    def call(self, inputs, states, training=False):
+        # Only a foreign loop (keras.layers.RNN) calls the cell step by
+        # step; the package's layers project all steps first.
+        if self._uses_noise(training) and _backend.seeds_frozen_here(
+            self.seed_generator, inputs
+        ):
+            raise ValueError(
+                f"MarkovLSTMCell '{self.name}' draws its Gumbel noise "
+                "inside a JAX loop (keras.layers.RNN runs the cell in "
+                "jax.lax.scan), where the seed generator cannot advance: "
+                "every step and call would repeat the same noise. Use "
+                "keras_mrnn.MarkovLSTM, which draws the noise of all "
+                "steps before its loop, or inference_switch='argmax' or "
+                "'expected' outside training."
+            )
+        return super().call(inputs, states, training=training)
+
     def project_inputs(self, inputs, training=False):
         """Everything of a step that does not depend on the state.
 
@@ -396,16 +413,6 @@ class MarkovLSTMCell(
             self.switch.project_inputs(flat, raw_inputs),
         ]
         if self._uses_noise(training):
-            if _backend.seeds_frozen_here(self.seed_generator, inputs):
-                raise ValueError(
-                    f"MarkovLSTMCell '{self.name}' draws its Gumbel noise "
-                    "inside a JAX loop (keras.layers.RNN runs the cell in "
-                    "jax.lax.scan), where the seed generator cannot advance: "
-                    "every step and call would repeat the same noise. Use "
-                    "keras_mrnn.MarkovLSTM, which draws the noise of all "
-                    "steps before its loop, or inference_switch='argmax' or "
-                    "'expected' outside training."
-                )
             noise = gumbel.sample_gumbel(
                 leading + (self.num_states,), seed=self.seed_generator,
                 dtype="float32",

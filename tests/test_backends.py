@@ -86,6 +86,24 @@ def test_bare_cell_in_jax_loop_refuses_frozen_noise():
         rnn(_x((2, 5, 3)), training=True)
     # Without noise (inference's argmax) the bare cell runs.
     assert tuple(rnn(_x((2, 5, 3))).shape) == (2, 4)
+    # And in fit, behind a layer with weights (differentiated inputs).
+    model = keras.Sequential([
+        keras.Input((5, 3)), keras.layers.Dense(3),
+        keras.layers.RNN(keras_mrnn.MarkovLSTMCell(4, num_states=3))])
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match="keras_mrnn.MarkovLSTM"):
+        model.fit(_x((4, 5, 3)), np.zeros((4, 4)), verbose=0)
+
+
+def test_layer_behind_a_trained_layer_fits():
+    # Its inputs are then traced for the gradient: on JAX the frozen-noise
+    # check must not mistake that for a loop of its own.
+    model = keras.Sequential([
+        keras.Input((6, 3)), keras.layers.Dense(3),
+        keras_mrnn.MarkovLSTM(8, num_states=2), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    history = model.fit(_x((16, 6, 3)), np.zeros((16, 1)), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 # -------------------------------------------------------- training, masks
