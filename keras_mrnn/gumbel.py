@@ -28,8 +28,8 @@ def sample_gumbel(shape, seed=None, dtype="float32"):
     Example:
 
     >>> g = keras_mrnn.gumbel.sample_gumbel((2, 3), seed=1)
-    >>> g.shape
-    TensorShape([2, 3])
+    >>> tuple(g.shape)
+    (2, 3)
     """
     u = keras.random.uniform(
         shape, minval=_UNIFORM_EPS, maxval=1.0 - _UNIFORM_EPS, dtype=dtype,
@@ -53,8 +53,8 @@ def softmax(logits):
 
     Example:
 
-    >>> keras_mrnn.gumbel.softmax(np.zeros((1, 4)))
-    <tf.Tensor: ... numpy=array([[0.25, 0.25, 0.25, 0.25]])>
+    >>> keras.ops.convert_to_numpy(keras_mrnn.gumbel.softmax(np.zeros((1, 4))))
+    array([[0.25, 0.25, 0.25, 0.25]]...)
     """
     logits = ops.convert_to_tensor(logits)
     shifted = logits - ops.stop_gradient(
@@ -90,7 +90,7 @@ def gumbel_softmax(logits, temperature=1.0, hard=False, seed=None,
 
     >>> z = keras_mrnn.gumbel.gumbel_softmax(
     ...     np.zeros((4, 3)), temperature=0.5, seed=0)
-    >>> np.allclose(np.sum(z, axis=-1), 1.0)
+    >>> np.allclose(np.sum(keras.ops.convert_to_numpy(z), axis=-1), 1.0)
     True
     """
     if isinstance(temperature, (int, float)):
@@ -117,9 +117,11 @@ def straight_through(soft):
 
     Example:
 
-    >>> keras_mrnn.gumbel.straight_through(np.array([[0.2, 0.8]]))
-    <tf.Tensor: ... numpy=array([[0., 1.]])>
+    >>> keras.ops.convert_to_numpy(
+    ...     keras_mrnn.gumbel.straight_through(np.array([[0.2, 0.8]])))
+    array([[0., 1.]]...)
     """
+    soft = ops.convert_to_tensor(soft)
     hard = ops.one_hot(
         ops.argmax(soft, axis=-1), ops.shape(soft)[-1], dtype=soft.dtype
     )

@@ -141,8 +141,8 @@ class MarkovLSTMCell(
 
     >>> inputs = np.random.random((32, 10, 8)).astype("float32")
     >>> rnn = keras.layers.RNN(keras_mrnn.MarkovLSTMCell(4, num_states=3))
-    >>> rnn(inputs).shape
-    TensorShape([32, 4])
+    >>> tuple(rnn(inputs).shape)
+    (32, 4)
     """
 
     def __init__(
@@ -596,8 +596,8 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     >>> layer = keras_mrnn.MarkovLSTM(16, num_states=4, return_switches=True)
     >>> # To follow the regimes of the input: switch="hmm".
     >>> h, q, z = layer(x)
-    >>> h.shape, q.shape, z.shape
-    (TensorShape([8, 16]), TensorShape([8, 28, 4]), TensorShape([8, 28, 4]))
+    >>> tuple(h.shape), tuple(q.shape), tuple(z.shape)
+    ((8, 16), (8, 28, 4), (8, 28, 4))
     """
 
     _cell_class = MarkovLSTMCell

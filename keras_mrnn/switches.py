@@ -622,7 +622,8 @@ class HMMSwitch(Switch):
         >>> switch.set_parameters(
         ...     level=[[-1.0], [1.0]], ar=[[0.5], [0.5]],
         ...     scale=[[0.3], [0.3]], transition=[[0.9, 0.1], [0.2, 0.8]])
-        >>> np.round(np.exp(switch.parameters()["log_transition"]), 3)
+        >>> log_transition = switch.parameters()["log_transition"]
+        >>> np.round(np.exp(keras.ops.convert_to_numpy(log_transition)), 3)
         array([[0.9, 0.1],
                [0.2, 0.8]], dtype=float32)
         """

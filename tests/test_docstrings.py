@@ -36,6 +36,9 @@ MODULES = (markov_lstm, switches, vrnn, gumbel, callbacks, stateful,
            plotting, datasets, _rnn, _stateful_guard, _internals)
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
+# The examples print the same on every backend (run by .ci/run on each).
+pytestmark = pytest.mark.backends
+
 
 def _docstring_tests():
     finder = doctest.DocTestFinder()
