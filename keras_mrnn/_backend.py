@@ -41,8 +41,8 @@ def _tf():
 
 # ------------------------------------------------------------- TensorFlow
 def executing_eagerly():
-    """Whether ops run eagerly (always off TensorFlow's graphs... except
-    that JAX and torch have no graph mode the package must detect)."""
+    """Whether ops run eagerly: TensorFlow's answer; True on JAX and
+    PyTorch, which have no graph mode the package must tell apart."""
     if not is_tensorflow():
         return True
     return _tf().executing_eagerly()

@@ -280,19 +280,22 @@ class SteppedRNN:
 
     @property
     def variables(self):
+        # Listed here, not among the weights: JAX's stateless steps carry
+        # them like a seed generator's state, and files leave them out.
         variables = super().variables
+        seen = {id(v) for v in variables}
+        return variables + [
+            v for v in self._carried_variables() if id(v) not in seen
+        ]
+
+    def _carried_variables(self):
+        """Variables that are not weights but that JAX's stateless training,
+        evaluation and prediction steps must carry, or their updates are
+        dropped: on JAX the states of a stateful layer, which Keras creates
+        untracked (they would never carry from batch to batch)."""
         if _backend.name() == "jax" and self.stateful and self.states:
-            # Keras creates the state variables untracked, so JAX's
-            # stateless training, evaluation and prediction steps would not
-            # map them and would drop their updates: the states would never
-            # carry from batch to batch. Listed here (not among the
-            # weights), they are carried like a seed generator's state and
-            # still left out of saved files.
-            seen = {id(v) for v in variables}
-            variables += [
-                v for v in tree.flatten(self.states) if id(v) not in seen
-            ]
-        return variables
+            return list(tree.flatten(self.states))
+        return []
 
     @classmethod
     def _cell_arguments(cls):

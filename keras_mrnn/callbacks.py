@@ -460,7 +460,7 @@ class ResetStates(keras.callbacks.Callback):
     def _reset(self, where):
         from keras_mrnn.stateful import reset_states
 
-        _backend.sync_training_state(self.model)
+        # (On JAX, `reset_states` first writes back the state fit carries.)
         reset_states(self.model)
         self.resets += 1
         if self.verbose:

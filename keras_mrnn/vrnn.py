@@ -782,19 +782,15 @@ class VRNN(VRNNAnalysis, SteppedRNN, keras.layers.RNN):
         type(self).kl_weight.add_variable(self)
         self.built = True
 
-    @property
-    def variables(self):
-        variables = super().variables
+    def _carried_variables(self):
+        carried = super()._carried_variables()
         # On JAX the trackers' state is the layer's (see `_CarriedMean`).
-        seen = {id(v) for v in variables}
         for name in ("kl_tracker", "nll_tracker", "elbo_tracker"):
             # Also asked for while `__init__` runs, before the trackers.
             tracker = getattr(self, name, None)
             if isinstance(tracker, _CarriedMean):
-                variables += [
-                    v for v in tracker.state_variables if id(v) not in seen
-                ]
-        return variables
+                carried += tracker.state_variables
+        return carried
 
     @property
     def input_dtype(self):

@@ -32,8 +32,8 @@ def _numpy(x):
 def _installed(backend):
     import importlib.util
 
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-    return importlib.util.find_spec(module[backend]) is not None
+    # Each backend's library has the backend's name.
+    return importlib.util.find_spec(backend) is not None
 
 
 # ------------------------------------------------------------------ noise
