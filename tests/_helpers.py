@@ -141,3 +141,32 @@ def stateful_data(n, seed=0):
 
 def state_arrays(model):
     return [np.array(s) for s in stateful.get_states(model)]
+
+
+# ----------------------------------------------- random weights for tests
+# `randomize(..., scales=SMALL_AR)`: full AR matrices (an `HMMSwitch`'s
+# `switch_ar`) at 0.3, so that the process stays near stationary.
+SMALL_AR = {"switch_ar": 0.3}
+
+
+def randomize(layer, seed=0, scale=0.5, names=None, scales=None):
+    """Random weights for the equation tests: no term trivially zero or
+    symmetric between states.
+
+    Assigns `normal * scale` draws, one weight after the other from one
+    generator, to `layer.weights` (a layer, cell or switch), scalars left
+    alone (and drawing nothing), or with `names` to the weights of those
+    names, in that order. `scales` maps weight names to another scale.
+    `seed` is an int for `np.random.default_rng` or a NumPy generator
+    (`np.random.RandomState(seed)` draws the legacy stream).
+    """
+    rng = seed if hasattr(seed, "normal") else np.random.default_rng(seed)
+    if names is None:
+        weights = [w for w in layer.weights if len(w.shape)]
+    else:
+        by_name = {w.name: w for w in layer.weights}
+        weights = [by_name[name] for name in names]
+    for weight in weights:
+        spread = (scales or {}).get(weight.name, scale)
+        weight.assign(
+            (rng.normal(size=weight.shape) * spread).astype(weight.dtype))

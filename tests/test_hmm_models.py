@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _helpers import logsumexp, softmax
+from _helpers import SMALL_AR, logsumexp, randomize, softmax
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.switches import HMMSwitch
 
@@ -51,16 +51,6 @@ def hmm_layer(num_states, units=4, **kwargs):
     return MarkovLSTM(units, num_states=num_states,
                       switch=HMMSwitch(**kwargs), return_switches=True,
                       return_sequences=True, **layer_kwargs)
-
-
-def randomize(switch, seed):
-    """Random values in every switch weight: no term trivially zero or
-    symmetric between states. The full AR matrices are kept small (the
-    process stays near stationary)."""
-    rng = np.random.default_rng(seed)
-    for weight in switch.weights:
-        spread = 0.3 if weight.name == "switch_ar" else 0.5
-        weight.assign(rng.normal(size=weight.shape) * spread)
 
 
 def natural_parameters(switch):
@@ -207,7 +197,7 @@ def test_filter_and_input_likelihood_against_numpy(config):
                      covariance="diagonal"), **kwargs)
     assert {w.name[len("switch_"):]: tuple(w.shape)
             for w in switch.weights} == expected_shapes(k, features, **full)
-    randomize(switch, seed=2)
+    randomize(switch, seed=2, scales=SMALL_AR)
     _, q, _ = layer(x, training=False)
     params = natural_parameters(switch)
     diagonal = switch.covariance == "diagonal"
@@ -236,7 +226,7 @@ def test_masked_steps_are_skipped_by_the_filter(config):
     mask[3, 3:5] = False
     layer = hmm_layer(k, input_likelihood_weight=1.3, **kwargs)
     layer.build(x.shape)
-    randomize(layer.cell.switch, seed=4)
+    randomize(layer.cell.switch, seed=4, scales=SMALL_AR)
     _, q, _ = layer(x, mask=mask, training=False)
     q = np.asarray(q)
     params = natural_parameters(layer.cell.switch)
@@ -382,7 +372,7 @@ def switch_gradients(task_gradient, likelihood_weight, switch_kwargs):
                       **switch_kwargs)
     dense = keras.layers.Dense(1)
     layer.build(x.shape)
-    randomize(layer.cell.switch, seed=9)
+    randomize(layer.cell.switch, seed=9, scales=SMALL_AR)
     weights = layer.cell.switch.weights + [layer.cell.kernel]
     with tf.GradientTape() as tape:
         h, _, _ = layer(x, training=True)
@@ -442,7 +432,7 @@ def test_order_two_chunks_through_the_states_equal_one_pass(
     x = np.random.default_rng(10).normal(size=(3, 8, 2)).astype("float32")
     layer = hmm_layer(3, order=2, covariance=covariance, return_state=True)
     layer.build(x.shape)
-    randomize(layer.cell.switch, seed=11)
+    randomize(layer.cell.switch, seed=11, scales=SMALL_AR)
     h_whole, q_whole = [np.asarray(a) for a in layer(x)[:2]]
     first = layer(x[:, :split])
     states = first[3:]

@@ -35,6 +35,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from _helpers import SMALL_AR, randomize
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
@@ -60,15 +61,6 @@ def softmax_rows(logits):
 def hmm_layer(switch, units=2, **kwargs):
     return MarkovLSTM(units, num_states=K, switch=switch,
                       return_switches=True, return_sequences=True, **kwargs)
-
-
-def randomize(switch, seed):
-    """Random values in every switch weight (normal * 0.5; full AR
-    matrices * 0.3, the process stays near stationary)."""
-    rng = np.random.default_rng(seed)
-    for weight in switch.weights:
-        spread = 0.3 if weight.name == "switch_ar" else 0.5
-        weight.assign(rng.normal(size=weight.shape) * spread)
 
 
 def model_from_weights(switch):
@@ -216,7 +208,7 @@ def case_id(case):
 def random_layer(kwargs, features, seed, **layer_kwargs):
     layer = hmm_layer(HMMSwitch(**kwargs), **layer_kwargs)
     layer.build((None, None, features))
-    randomize(layer.cell.switch, seed)
+    randomize(layer.cell.switch, seed, scales=SMALL_AR)
     return layer
 
 
