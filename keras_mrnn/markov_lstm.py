@@ -4,17 +4,16 @@ Kuo & Chien, "Markov Recurrent Neural Networks", IEEE MLSP 2018.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_mrnn import _backend
-from keras_mrnn import _hmm
 from keras_mrnn import _internals
 from keras_mrnn import _validation as check
 from keras_mrnn import gumbel
 from keras_mrnn import switches
 from keras_mrnn._packed import SCALAR
 from keras_mrnn._packed import PackedLayout
+from keras_mrnn._regimes import RegimeAnalysis
 from keras_mrnn._rnn import SteppedCell
 from keras_mrnn._rnn import SteppedRNN
 from keras_mrnn._scheduled import ScheduledScalar
@@ -206,7 +205,8 @@ class MarkovLSTMCell(
         self._legacy_weight_order = False
 
         # The switch's states (some as wide as the input) join in `build`.
-        self.state_size = [self.units, self.units] + self.switch.state_size()
+        self.state_size = [self.units, self.units] + self.switch.state_size(
+            self.num_states)
         self.output_size = self._output_layout().size
         self._gate_width = 4 * self.num_states * self.units
 
@@ -236,7 +236,7 @@ class MarkovLSTMCell(
         # The switch has weights of its own: appended to the gate kernels
         # they would make the per-step matmul an awkward width (4Km + K)
         # that runs markedly slower than 4Km on CPU.
-        self.switch.build(input_dim)
+        self.switch.build(self.num_states, input_dim)
         if self.use_bias:
             block = self.num_states * self.units
 
@@ -257,9 +257,32 @@ class MarkovLSTMCell(
             self.bias = None
         type(self).temperature.add_variable(self)
         self.state_size = [self.units, self.units] + self.switch.state_size(
-            input_dim
+            self.num_states, input_dim
         )
         self.built = True
+
+    def add_switch_weight(self, name, shape, kind=None, initializer=None):
+        """The hook through which the switch makes its weights on the cell.
+
+        The weight is named `switch_{name}` (`transition_kernel` keeps its
+        name), and belongs to the cell (saved with it, trained with it).
+
+        Args:
+            name: The weight's name in the switch (its attribute there).
+            shape: Its shape.
+            kind: `"kernel"`, `"recurrent"` or `"bias"`: take the cell's
+                initializer, regularizer and constraint of that kind; or
+                `None`, `initializer` alone.
+            initializer: An initializer (overrides the kind's).
+
+        Returns:
+            The new variable.
+        """
+        full_name = name if name == "transition_kernel" else f"switch_{name}"
+        if kind is None:
+            return self.add_weight(
+                shape=shape, name=full_name, initializer=initializer)
+        return self._add_weight(full_name, shape, kind, initializer)
 
     def get_config(self):
         config = super().get_config()
@@ -279,8 +302,8 @@ class MarkovLSTMCell(
         `switch_transition_kernel` after the LSTMs' `bias`."""
         late = [
             getattr(self.switch, name)
-            for name in self.switch._late_legacy_weights
-            if name in self.switch._weight_names
+            for name in self.switch.late_legacy_weights
+            if name in self.switch.weight_names
         ]
         if not (self._legacy_weight_order and late and self.use_bias):
             return super().load_own_variables(store)
@@ -497,36 +520,8 @@ class MarkovLSTMCell(
         return output, new_states
 
 
-def _is_dataset(x):
-    """Whether `x` is a `tf.data.Dataset` (without importing TensorFlow)."""
-    return hasattr(x, "as_numpy_iterator")
-
-
-def _dataset_inputs(name, method, dataset, mask):
-    """The inputs of each batch of a dataset of `x` or `(x, ...)`, as a
-    list; refuses a `mask` (a dataset cannot be paired with one) and
-    batches of different lengths (their results could not be stacked)."""
-    if mask is not None:
-        raise ValueError(
-            f"Layer '{name}': `{method}` takes no `mask` with a dataset: "
-            "give arrays to pass a mask."
-        )
-    batches = [
-        batch[0] if isinstance(batch, (tuple, list)) else batch
-        for batch in dataset.as_numpy_iterator()
-    ]
-    lengths = {np.shape(b)[1] for b in batches if np.ndim(b) > 1}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"Layer '{name}': `{method}` received dataset batches of "
-            f"different lengths {sorted(lengths)}: give arrays (padded, "
-            "with a mask) instead."
-        )
-    return batches
-
-
 @keras.saving.register_keras_serializable(package="keras_mrnn")
-class MarkovLSTM(SteppedRNN, keras.layers.RNN):
+class MarkovLSTM(RegimeAnalysis, SteppedRNN, keras.layers.RNN):
     """Markov LSTM layer (Kuo & Chien, 2018), fast and with its switches.
 
     A `keras.layers.RNN` over a `MarkovLSTMCell` that can return the switch
@@ -687,259 +682,6 @@ class MarkovLSTM(SteppedRNN, keras.layers.RNN):
     @temperature.setter
     def temperature(self, value):
         self.cell.temperature = value
-
-    def adapt(self, x, mask=None, restarts=10, max_iter=100, seed=None):
-        """Fits the hmm switch to the inputs by EM, before training.
-
-        As Keras's preprocessing layers `adapt` to data: sets the
-        `HMMSwitch`'s levels, AR coefficients, scales (or covariances) and
-        transition matrix to the maximum-likelihood fit of its model to
-        `x`, by expectation-maximization (Baum-Welch, whose M-step is a
-        weighted least-squares regression) from `restarts` starts: the
-        quantiles of the data's first principal component, then k-means
-        clusterings and random persistent segmentations. The start with
-        the best log-likelihood wins. The LSTMs are untouched; train them
-        afterwards with `fit` (with `HMMSwitch(task_gradient=False)` the
-        task's loss then leaves the fitted regimes alone). Builds the layer
-        if it is not built yet.
-
-        Args:
-            x: Inputs `(batch, time, features)` (NumPy, a tensor, or a
-                `tf.data.Dataset` of such batches or of `(x, ...)`
-                tuples), as the layer will see them (standardized).
-            mask: Optional boolean `(batch, time)`: masked steps are
-                skipped, as the layer's filter skips them.
-            restarts: Positive integer, the number of starts.
-            max_iter: Positive integer, the EM iterations per start (a
-                start stops earlier once its log-likelihood per step
-                improves by less than 1e-8 nats).
-            seed: Integer seed of the random starts, or `None`.
-
-        Returns:
-            The fitted model's log-likelihood of `x`, in nats: the sum of
-            `log p(x_t | x_1, ..., x_{t-1})` over sequences and valid steps
-            (what the layer's input likelihood term averages).
-
-        Example:
-
-        >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
-        >>> x, regimes = process.sample(50, 100, seed=0)
-        >>> layer = keras_mrnn.MarkovLSTM(
-        ...     8, num_states=3, switch="hmm", return_switches=True)
-        >>> log_likelihood = layer.adapt(x, restarts=3, seed=0)
-        >>> _, q, _ = layer(x)
-        >>> nmi = keras_mrnn.datasets.normalized_mutual_information(
-        ...     regimes, np.argmax(q, -1))
-        >>> bool(nmi > 0.5)
-        True
-        """
-        restarts = check.positive_int("restarts", restarts)
-        max_iter = check.positive_int("max_iter", max_iter)
-        seed = check.optional_seed("seed", seed)
-        if _is_dataset(x):
-            x = np.concatenate(
-                _dataset_inputs(self.name, "adapt", x, mask), axis=0)
-        x, mask = self._hmm_inputs(x, mask, "adapt")
-        switch = self.cell.switch
-        steps = x.shape[1] if mask is None else int(mask.sum(1).max())
-        if steps <= switch.order:
-            raise ValueError(
-                f"Layer '{self.name}': `adapt` needs steps with all their "
-                f"{switch.order} lags (HMMSwitch(order={switch.order})), but "
-                f"the longest sequence has {steps} valid steps."
-            )
-        parameters, log_likelihood, _ = _hmm.fit(
-            switch, x, mask, restarts, max_iter, seed)
-        switch.set_parameters(**parameters)
-        return log_likelihood
-
-    # ------------------------------------------- the HMM after the fact
-    def regime_probabilities(self, x, mask=None, smoothed=False):
-        """The hmm switch's posterior over its states at every step.
-
-        Exact HMM inference with the switch's current parameters (its
-        filter does not read the LSTMs), from the start of each sequence:
-        the filter `p(s_t | x_1, ..., x_t)`, which is `q_z(t)` of a call
-        with `training=False`, or with `smoothed=True` the smoother
-        `p(s_t | x_1, ..., x_T)` (forward-backward), which also uses the
-        steps after t (statsmodels' `smoothed_marginal_probabilities`,
-        hmmlearn's `predict_proba`).
-
-        Args:
-            x: Inputs `(batch, time, features)`: NumPy, a tensor, or a
-                `tf.data.Dataset` of such batches (or of `(x, ...)`
-                tuples).
-            mask: Optional boolean `(batch, time)` (not with a dataset).
-                Masked steps are skipped as by the layer, so padding gives
-                the unpadded sequence's values; at a masked step the result
-                repeats the last valid step's (uniform before the first),
-                as the layer's `q_z(t)` does (with the default
-                `zero_output_for_mask=False`).
-            smoothed: Whether to condition on the whole sequence.
-
-        Returns:
-            NumPy float `(batch, time, num_states)`, rows summing to 1, in
-            the layer's processing order (reversed with `go_backwards`).
-
-        Example:
-
-        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
-        >>> x = np.random.normal(size=(3, 20, 1))
-        >>> layer.regime_probabilities(x, smoothed=True).shape
-        (3, 20, 2)
-        """
-        smoothed = check.boolean("smoothed", smoothed)
-        if _is_dataset(x):
-            return self._per_batch(self.regime_probabilities, x, mask,
-                                   smoothed=smoothed)
-        log_lik, transition, valid, mask = self._regime_model(
-            x, mask, "regime_probabilities")
-        smooth, _, _, filtered = _hmm.forward_backward(
-            log_lik[None], transition[None], valid)
-        values = (smooth if smoothed else filtered)[0]
-        k = self.cell.num_states
-        return _hmm.expand(values, mask, lambda v, m: _hmm.fill_like_the_layer(
-            v, m, np.full(k, 1.0 / k)))
-
-    def most_likely_regimes(self, x, mask=None):
-        """The most likely sequence of the hmm switch's states (Viterbi).
-
-        `argmax_{s_1..s_T} p(s_1, ..., s_T | x_1, ..., x_T)` under the
-        switch's HMM (hmmlearn's `predict`, tfp's `posterior_mode`), from
-        the start of each sequence.
-
-        Args:
-            x: Inputs `(batch, time, features)`, as `regime_probabilities`
-                takes them.
-            mask: Optional boolean `(batch, time)`; masked steps are
-                skipped and get -1.
-
-        Returns:
-            NumPy int `(batch, time)`, states in `[0, num_states)` (-1 at
-            masked steps), in the layer's processing order.
-
-        Example:
-
-        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
-        >>> x = np.random.normal(size=(3, 20, 1))
-        >>> layer.most_likely_regimes(x).shape
-        (3, 20)
-        """
-        if _is_dataset(x):
-            return self._per_batch(self.most_likely_regimes, x, mask)
-        log_lik, transition, valid, mask = self._regime_model(
-            x, mask, "most_likely_regimes")
-        path = _hmm.viterbi(log_lik, transition, valid)
-        return _hmm.expand(path, mask, lambda v, m: np.where(m, v, -1))
-
-    def regime_log_likelihood(self, x, mask=None):
-        """`log p(x_1, ..., x_T)` of each sequence under the switch's HMM.
-
-        The sum over valid steps of the log-evidence
-        `log p(x_t | x_1, ..., x_{t-1})` that `input_likelihood_weight`
-        averages into the loss (hmmlearn's `score`, per sequence). Not
-        statsmodels' `llf` of a similar model: statsmodels conditions on
-        the first `order` observations and starts from the chain's
-        stationary distribution; this scores every step from a uniform
-        start.
-
-        Args:
-            x: Inputs `(batch, time, features)`, as `regime_probabilities`
-                takes them.
-            mask: Optional boolean `(batch, time)`; masked steps are
-                skipped.
-
-        Returns:
-            NumPy float `(batch,)`, in nats.
-
-        Example:
-
-        >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
-        >>> x = np.random.normal(size=(3, 20, 1))
-        >>> layer.regime_log_likelihood(x).shape
-        (3,)
-        """
-        if _is_dataset(x):
-            return self._per_batch(self.regime_log_likelihood, x, mask)
-        log_lik, transition, valid, _ = self._regime_model(
-            x, mask, "regime_log_likelihood")
-        return _hmm.forward_backward(
-            log_lik[None], transition[None], valid)[2][0]
-
-    def _per_batch(self, method, dataset, mask, **kwargs):
-        batches = _dataset_inputs(self.name, method.__name__, dataset, mask)
-        return np.concatenate(
-            [method(batch, **kwargs) for batch in batches], axis=0)
-
-    def _hmm_inputs(self, x, mask, method):
-        """Checks `x` and `mask` for the hmm switch's methods and returns
-        them as NumPy (float64, zeros at masked steps; bool), in the
-        layer's processing order (reversed with `go_backwards`); builds the
-        layer if needed."""
-        switch = self.cell.switch
-        if not isinstance(switch, switches.HMMSwitch):
-            raise ValueError(
-                f"Layer '{self.name}': `{method}` needs the hmm switch "
-                "(switch='hmm' or keras_mrnn.switches.HMMSwitch(...)); this "
-                f"layer's switch is {switch!r}."
-            )
-        x = np.asarray(ops.convert_to_numpy(x), dtype="float64")
-        if x.ndim != 3:
-            raise ValueError(
-                f"Layer '{self.name}': `{method}` expects `x` of shape "
-                f"(batch, time, features). Received shape {x.shape}."
-            )
-        if mask is not None:
-            mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
-            if mask.shape != x.shape[:2]:
-                raise ValueError(
-                    f"Layer '{self.name}': `mask` must have shape (batch, "
-                    f"time) = {x.shape[:2]}. Received shape {mask.shape}."
-                )
-        valid = np.ones(x.shape[:2], bool) if mask is None else mask
-        if not valid.any():
-            raise ValueError(
-                f"Layer '{self.name}': `{method}` received no valid step "
-                f"(x of shape {x.shape}, everything masked)."
-            )
-        bad = ~np.isfinite(x) & valid[..., None]
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"Layer '{self.name}': `x` must be finite on its valid "
-                f"steps; it holds {int(bad.sum())} NaN or infinite values, "
-                f"the first at index {where}: {x[where]!r}."
-            )
-        if not self.built:
-            self.build((None, None, x.shape[-1]))
-        elif switch.input_dim != x.shape[-1]:
-            raise ValueError(
-                f"Layer '{self.name}' was built for {switch.input_dim} "
-                f"features; `{method}` received x with {x.shape[-1]} (shape "
-                f"{x.shape})."
-            )
-        if self.go_backwards:
-            x = x[:, ::-1]
-            mask = None if mask is None else mask[:, ::-1]
-        if mask is not None:
-            x = np.where(mask[..., None], x, 0.0)
-        return x, mask
-
-    def _regime_model(self, x, mask, method):
-        """The switch's HMM on `x`: `(log_likelihoods (N, T, K), transition
-        (K, K), valid (N, T), mask)`, float64, of the compressed sequences
-        (valid steps first, see `_hmm.compress`), in processing order."""
-        x, mask = self._hmm_inputs(x, mask, method)
-        switch = self.cell.switch
-        compressed, lengths = _hmm.compress(x, mask)
-        valid = np.arange(x.shape[1]) < lengths[:, None]
-        lags, observed = _hmm.lagged(compressed, switch.order)
-        params = {
-            name: ops.convert_to_numpy(value).astype("float64")
-            for name, value in switch.parameters().items()
-        }
-        log_lik = _hmm.emissions(switch, params, compressed, lags, observed)
-        return log_lik, np.exp(params["log_transition"]), valid, mask
 
     def _unpack(self, last_output, outputs, mask, training):
         if not self.cell.output_switches:

@@ -26,12 +26,9 @@ from keras import initializers
 from keras import ops
 
 from keras_mrnn import _backend
+from keras_mrnn import _inference
 from keras_mrnn import _validation as check
 
-# The hmm switch starts out staying in a state with this probability.
-_HMM_INITIAL_STAY = 0.9
-# The hmm switch's scales stay above exp(-7) ~ 1e-3 (standardized inputs).
-_HMM_LOG_SCALE_FLOOR = -7.0
 COVARIANCES = ("diagonal", "full")
 
 
@@ -40,10 +37,12 @@ class Switch:
 
     A switch belongs to one cell: `MarkovLSTMCell` attaches it when it is
     constructed, and a switch already attached to another cell is refused
-    (it would hold two cells' weights). Subclasses set `name` (the string
-    that selects them), `has_input_likelihood` and `reads_hidden_state`,
-    and implement `state_size`, `build`, `project_inputs`, `logits` and
-    `get_config`.
+    (it would hold two cells' weights). The cell gives the switch its size
+    when it is built (`build(num_states, input_dim)`), and the switch makes
+    its weights through the cell's `add_switch_weight`. Subclasses set
+    `name` (the string that selects them), `has_input_likelihood` and
+    `reads_hidden_state`, and implement `state_size`, `build` (calling this
+    one first), `project_inputs`, `logits` and `get_config`.
     """
 
     name = None
@@ -53,11 +52,13 @@ class Switch:
     reads_hidden_state = True
     # Weights that files saved before the switches were components hold
     # after the LSTMs' `bias` (by name): see `MarkovLSTMCell`'s loading.
-    _late_legacy_weights = ()
+    late_legacy_weights = ()
 
     def __init__(self):
         self._cell = None
         self._weight_names = []
+        self.num_states = None
+        self.input_dim = None
 
     # ----------------------------------------------------- cell plumbing
     def _attach(self, cell):
@@ -77,19 +78,9 @@ class Switch:
         return self._cell
 
     def _add_weight(self, name, shape, kind=None, initializer=None):
-        """A weight of the switch, made on the cell as `switch_{name}`
-        (`transition_kernel` keeps its name), and its attribute there too,
-        as before switches were components: with the cell's `{kind}`
-        initializer, regularizer and constraint when `kind` is given, else
-        with `initializer` alone."""
-        cell = self._cell
-        full_name = name if name == "transition_kernel" else f"switch_{name}"
-        if kind is None:
-            weight = cell.add_weight(
-                shape=shape, name=full_name, initializer=initializer)
-        else:
-            weight = cell._add_weight(full_name, shape, kind, initializer)
-        setattr(cell, full_name, weight)
+        """Makes weight `name` through the cell's `add_switch_weight`, and
+        keeps it as the switch's attribute `name`."""
+        weight = self._cell.add_switch_weight(name, shape, kind, initializer)
         setattr(self, name, weight)
         self._weight_names.append(name)
         return weight
@@ -99,15 +90,27 @@ class Switch:
         """The switch's weights, in the order they were made."""
         return [getattr(self, name) for name in self._weight_names]
 
+    @property
+    def weight_names(self):
+        """The names of the switch's weights (its attributes), in order."""
+        return list(self._weight_names)
+
     # --------------------------------------------------------- interface
-    def state_size(self, input_dim=None):
-        """The sizes of the switch's recurrent states (after `h`, `c`);
-        `input_dim` is `None` before the cell is built."""
+    def state_size(self, num_states, input_dim=None):
+        """The sizes of the switch's recurrent states (after `h`, `c`) for
+        `num_states` states; `input_dim` is `None` before the cell is
+        built."""
         return []
 
-    def build(self, input_dim):
-        """Makes the switch's weights on its cell."""
-        raise NotImplementedError
+    def build(self, num_states, input_dim):
+        """Takes the switch's size; subclasses then make their weights.
+
+        Args:
+            num_states: The cell's number of states K.
+            input_dim: The number of input features.
+        """
+        self.num_states = int(num_states)
+        self.input_dim = int(input_dim)
 
     def project_inputs(self, flat, inputs):
         """The input part of a step's logits.
@@ -159,18 +162,18 @@ class _TransitionTerm:
     """The optional `z_{t-1} @ transition_kernel` term of the linear and
     predictive switches (`markov_transition=True`), `z_{t-1}` a state."""
 
-    _late_legacy_weights = ("bias", "transition_kernel")
+    late_legacy_weights = ("bias", "transition_kernel")
 
     def _init_transition(self, markov_transition):
         self.markov_transition = check.boolean(
             "markov_transition", markov_transition)
 
-    def state_size(self, input_dim=None):
-        return [self._cell.num_states] if self.markov_transition else []
+    def state_size(self, num_states, input_dim=None):
+        return [num_states] if self.markov_transition else []
 
     def _build_transition(self):
         if self.markov_transition:
-            k = self._cell.num_states
+            k = self.num_states
             self._add_weight("transition_kernel", (k, k),
                              initializer="zeros")
 
@@ -217,8 +220,9 @@ class LinearSwitch(_TransitionTerm, Switch):
         super().__init__()
         self._init_transition(markov_transition)
 
-    def build(self, input_dim):
-        k, cell = self._cell.num_states, self._cell
+    def build(self, num_states, input_dim):
+        super().build(num_states, input_dim)
+        k, cell = self.num_states, self._cell
         self._add_weight("kernel", (input_dim, k), "kernel")
         self._add_weight("recurrent_kernel", (cell.units, k), "recurrent")
         if cell.use_bias:
@@ -233,7 +237,7 @@ class LinearSwitch(_TransitionTerm, Switch):
                 [kernel, ops.expand_dims(self.bias, 0)], axis=0)
         leading = tuple(ops.shape(inputs)[:-1])
         return ops.reshape(
-            ops.matmul(flat, kernel), leading + (self._cell.num_states,))
+            ops.matmul(flat, kernel), leading + (self.num_states,))
 
     def logits(self, projected, h, states):
         return projected + self._prior_logits(h, states), None, None
@@ -272,8 +276,9 @@ class PredictiveSwitch(_TransitionTerm, Switch):
         super().__init__()
         self._init_transition(markov_transition)
 
-    def build(self, input_dim):
-        k, cell = self._cell.num_states, self._cell
+    def build(self, num_states, input_dim):
+        super().build(num_states, input_dim)
+        k, cell = self.num_states, self._cell
         self._add_weight(
             "mean_kernel", (cell.units, k * input_dim), "kernel")
         # Random, so that the K predictions start apart.
@@ -296,7 +301,7 @@ class PredictiveSwitch(_TransitionTerm, Switch):
         features = self.log_scale.shape[-1]
         mean = ops.matmul(h, self.mean_kernel) + self.mean_bias
         mean = ops.reshape(
-            ops.cast(mean, "float32"), (-1, self._cell.num_states, features))
+            ops.cast(mean, "float32"), (-1, self.num_states, features))
         scale = ops.exp(ops.cast(self.log_scale, "float32"))
         density = _backend.distributions().Normal(mean, scale)
         x = ops.expand_dims(ops.cast(projected, "float32"), 1)
@@ -403,7 +408,6 @@ class HMMSwitch(Switch):
             "switching_scale", switching_scale)
         self.covariance = check.choice("covariance", covariance, COVARIANCES)
         self.task_gradient = check.boolean("task_gradient", task_gradient)
-        self.input_dim = None
 
     def get_config(self):
         return {
@@ -414,47 +418,140 @@ class HMMSwitch(Switch):
             "task_gradient": self.task_gradient,
         }
 
-    def state_size(self, input_dim=None):
-        sizes = [self._cell.num_states]
+    # The constants of the model's parameterization, used by the weights,
+    # `set_parameters` and EM alike.
+    #: The probability of staying in a state that a new switch (and each EM
+    #: start) begins with.
+    INITIAL_STAY = 0.9
+    #: The scales stay above exp(-7) ~ 1e-3 (standardized inputs).
+    LOG_SCALE_FLOOR = -7.0
+    #: Diagonal AR coefficients are kept within (-0.99, 0.99) (stationary).
+    AR_LIMIT = 0.99
+
+    def state_size(self, num_states, input_dim=None):
+        sizes = [num_states]
         if self.order >= 1 and input_dim is not None:
             sizes.append(self.order * input_dim)
             if self.order >= 2:
                 sizes.append(1)
         return sizes
 
-    def build(self, input_dim):
-        k, features, order = self._cell.num_states, input_dim, self.order
-        self.input_dim = input_dim
-        # Levels spread over the K quantiles of N(0, 1) (for standardized
-        # inputs): started together, one state can take two regimes and
-        # leave another unused, a local optimum gradient descent keeps.
+    def _weight_shapes(self):
+        """`{weight name: shape}` for this configuration, in build order."""
+        k, features, order = self.num_states, self.input_dim, self.order
+        k_ar = k if self.switching_ar else 1
+        k_scale = k if self.switching_scale else 1
+        shapes = {"level": (k, features)}
+        if order >= 1 and self.covariance == "diagonal":
+            shapes["persistence"] = (k_ar, order * features)
+        elif order >= 1:
+            shapes["ar"] = (k_ar, order * features, features)
+        if self.covariance == "diagonal":
+            shapes["log_scale"] = (k_scale, features)
+        else:
+            shapes["scale_tril"] = (k_scale, features, features)
+        shapes["transition"] = (k, k)
+        return shapes
+
+    def build(self, num_states, input_dim):
+        super().build(num_states, input_dim)
+        initial = self._weights_from_parameters(**self.initial_parameters())
+        for name, shape in self._weight_shapes().items():
+            self._add_weight(name, shape,
+                             initializer=initializers.Constant(initial[name]))
+
+    # --------------------------------- the mapping: parameters <-> weights
+    def initial_parameters(self):
+        """The parameters a new switch starts from (and EM's transition
+        matrix at every start), as `get_parameters` returns them.
+
+        The levels spread over the K quantiles of N(0, 1) (for standardized
+        inputs: started together, one state can take two regimes and leave
+        another unused, a local optimum gradient descent keeps); no
+        autoregression; unit scales; each state kept with probability
+        `INITIAL_STAY`.
+        """
+        self._check_built("initial_parameters")
+        k, features, order = self.num_states, self.input_dim, self.order
         quantiles = [
             statistics.NormalDist().inv_cdf((i + 0.5) / k) for i in range(k)
         ]
-        levels = np.repeat(np.array(quantiles)[:, None], features, axis=1)
-        self._add_weight("level", (k, features),
-                         initializer=initializers.Constant(levels))
-        k_ar = k if self.switching_ar else 1
-        k_scale = k if self.switching_scale else 1
-        if order >= 1 and self.covariance == "diagonal":
-            self._add_weight("persistence", (k_ar, order * features),
-                             initializer="zeros")
-        elif order >= 1:
-            self._add_weight("ar", (k_ar, order * features, features),
-                             initializer="zeros")
+        shapes = self._weight_shapes()
+        stay = self.INITIAL_STAY if k > 1 else 1.0
+        transition = np.full((k, k), (1.0 - stay) / max(k - 1, 1))
+        np.fill_diagonal(transition, stay)
         if self.covariance == "diagonal":
-            self._add_weight("log_scale", (k_scale, features),
-                             initializer="zeros")
+            scale = np.ones(shapes["log_scale"])
         else:
-            self._add_weight("scale_tril", (k_scale, features, features),
-                             initializer="zeros")
-        stay = 0.0
-        if k > 1:
-            stay = math.log(_HMM_INITIAL_STAY * (k - 1) / (1 - _HMM_INITIAL_STAY))
-        self._add_weight("transition", (k, k),
-                         initializer=initializers.Constant(stay * np.eye(k)))
+            scale = np.broadcast_to(np.eye(features), shapes["scale_tril"])
+        ar = None
+        if order >= 1:
+            ar = np.zeros(shapes["persistence" if self.covariance ==
+                                "diagonal" else "ar"])
+        return dict(
+            level=np.repeat(np.array(quantiles)[:, None], features, axis=1),
+            ar=ar, scale=scale, transition=transition,
+            initial=np.full(k, 1.0 / k))
 
-    # ------------------------------------------------ the model's maths
+    def _weights_from_parameters(self, level, ar=None, scale=None,
+                                 transition=None, initial=None):
+        """The raw weight values (float64 NumPy) of natural parameters: the
+        inverse of `_parameters_from_weights`. Parameters given as `None`
+        are left out."""
+        raw = {"level": np.asarray(level, "float64")}
+        if ar is not None and self.covariance == "diagonal":
+            ar = np.clip(np.asarray(ar, "float64"), -self.AR_LIMIT,
+                         self.AR_LIMIT)
+            raw["persistence"] = np.arctanh(ar)
+        elif ar is not None:
+            raw["ar"] = np.asarray(ar, "float64")
+        if scale is not None and self.covariance == "diagonal":
+            raw["log_scale"] = np.log(np.asarray(scale, "float64"))
+        elif scale is not None:
+            tril = np.tril(np.asarray(scale, "float64"))
+            index = np.arange(tril.shape[-1])
+            # Its strict lower triangle, and the log of its diagonal.
+            raw["scale_tril"] = np.tril(tril, -1)
+            raw["scale_tril"][..., index, index] = np.log(
+                tril[..., index, index])
+        if transition is not None:
+            raw["transition"] = np.log(
+                np.maximum(np.asarray(transition, "float64"), 1e-300))
+        return raw
+
+    def _parameters_from_weights(self, raw):
+        """What the filter computes with, from raw weight values (tensors
+        of one float dtype, or the weights themselves): see `parameters`."""
+        params = {"level": raw["level"]}
+        transition = raw["transition"]
+        params["log_transition"] = transition - ops.logsumexp(
+            transition, axis=-1, keepdims=True)
+        k = self.num_states
+        params["log_initial"] = ops.zeros_like(transition[0]) - math.log(k)
+        if self.covariance == "diagonal":
+            log_scale = ops.maximum(raw["log_scale"], self.LOG_SCALE_FLOOR)
+            params["log_scale"] = log_scale
+        else:
+            tril = raw["scale_tril"]
+            eye = ops.eye(self.input_dim, dtype=tril.dtype)
+            log_diagonal = ops.maximum(
+                ops.diagonal(tril, axis1=-2, axis2=-1), self.LOG_SCALE_FLOOR)
+            params["scale_tril"] = ops.tril(tril, -1) + eye * (
+                ops.expand_dims(ops.exp(log_diagonal), -1))
+        if self.order >= 1 and self.covariance == "diagonal":
+            persistence = raw["persistence"]
+            params["ar"] = ops.tanh(persistence)
+            if self.order == 1:
+                # s / sqrt(1 - tanh(r)^2) = s cosh(r), with log cosh(r) =
+                # |r| + softplus(-2|r|) - log 2 (cosh overflows beyond 89).
+                magnitude = ops.abs(persistence)
+                params["first_log_scale"] = log_scale + (
+                    magnitude + ops.softplus(-2.0 * magnitude) - math.log(2.0)
+                )
+        elif self.order >= 1:
+            params["ar"] = raw["ar"]
+        return params
+
     def parameters(self):
         """The HMM's parameters from the weights, as float32 tensors: what
         the filter computes with (`log_likelihoods` takes them).
@@ -464,35 +561,62 @@ class HMMSwitch(Switch):
             coefficients (`(K or 1, order * F)` diagonal, `(K or 1,
             order * F, F)` full); `log_scale` `(K or 1, F)` (diagonal) or
             `scale_tril` `(K or 1, F, F)` (full, lower triangular);
-            `log_transition` `(K, K)`, the log of P (rows); and with
-            `order=1` and diagonal covariance `first_log_scale`, the log of
-            the stationary scale of the first step.
+            `log_transition` `(K, K)`, the log of P (rows); `log_initial`
+            `(K,)`, the log of the first state's distribution (uniform);
+            and with `order=1` and diagonal covariance `first_log_scale`,
+            the log of the stationary scale of the first step.
         """
-        def weight(name):
-            return ops.cast(getattr(self, name), "float32")
+        self._check_built("parameters")
+        return self._parameters_from_weights({
+            name: ops.cast(getattr(self, name), "float32")
+            for name in self._weight_names})
 
-        params = {"level": weight("level")}
-        transition = weight("transition")
-        params["log_transition"] = transition - ops.logsumexp(
-            transition, axis=-1, keepdims=True)
-        if self.covariance == "diagonal":
-            log_scale = ops.maximum(weight("log_scale"), _HMM_LOG_SCALE_FLOOR)
-            params["log_scale"] = log_scale
-        else:
-            params["scale_tril"] = scale_tril_from_raw(weight("scale_tril"))
-        if self.order >= 1 and self.covariance == "diagonal":
-            raw = weight("persistence")
-            params["ar"] = ops.tanh(raw)
-            if self.order == 1:
-                # s / sqrt(1 - tanh(r)^2) = s cosh(r), with log cosh(r) =
-                # |r| + softplus(-2|r|) - log 2 (cosh overflows beyond 89).
-                magnitude = ops.abs(raw)
-                params["first_log_scale"] = log_scale + (
-                    magnitude + ops.softplus(-2.0 * magnitude) - math.log(2.0)
-                )
-        elif self.order >= 1:
-            params["ar"] = weight("ar")
-        return params
+    def get_parameters(self):
+        """The HMM's natural parameters (NumPy float64): the inverse of
+        `set_parameters`, `switch.set_parameters(**switch.get_parameters())`
+        leaving the weights as they are.
+
+        Returns:
+            A dict: `level` `(K, F)`; `ar` (`None` with `order=0`) `(K or 1,
+            order * F)` diagonal AR coefficients or `(K or 1, order * F, F)`
+            AR matrices; `scale` `(K or 1, F)` scales or `(K or 1, F, F)`
+            lower-triangular Cholesky factors of the covariances;
+            `transition` `(K, K)` (rows sum to 1); `initial` `(K,)`, the
+            first state's distribution (uniform).
+
+        Example:
+
+        >>> layer = keras_mrnn.MarkovLSTM(4, num_states=2, switch="hmm")
+        >>> layer.build((None, None, 1))
+        >>> np.round(layer.cell.switch.get_parameters()["transition"], 3)
+        array([[0.9, 0.1],
+               [0.1, 0.9]])
+        """
+        params = {name: ops.convert_to_numpy(value).astype("float64")
+                  for name, value in self.parameters().items()}
+        scale = (np.exp(params["log_scale"]) if self.covariance == "diagonal"
+                 else params["scale_tril"])
+        return dict(level=params["level"], ar=params.get("ar"), scale=scale,
+                    transition=np.exp(params["log_transition"]),
+                    # Uniform (`log_initial` is float32: this is exact).
+                    initial=np.full(self.num_states, 1.0 / self.num_states))
+
+    def is_at_initial_parameters(self):
+        """Whether the weights are still those of a new switch: neither
+        `MarkovLSTM.adapt`, nor training, nor loading changed them."""
+        if self.num_states is None:
+            return True
+        start = self._weights_from_parameters(**self.initial_parameters())
+        return all(
+            np.array_equal(ops.convert_to_numpy(getattr(self, name)),
+                           start[name].astype(getattr(self, name).dtype))
+            for name in self._weight_names)
+
+    def _check_built(self, method):
+        if self.num_states is None:
+            raise ValueError(
+                f"`{method}` needs a built switch: build the layer (or call "
+                f"it on data) first. Received: {self!r}, not built.")
 
     def log_likelihoods(self, params, x, lags, observed):
         """`log N(x_t | state k)` for every state (the emissions).
@@ -546,10 +670,46 @@ class HMMSwitch(Switch):
         return -0.5 * ops.sum(z * z, axis=-1) - log_det - (
             0.5 * features * math.log(2 * math.pi))
 
+    def sequence_log_likelihoods(self, x, parameters=None):
+        """The emissions of whole sequences, in NumPy (float64).
+
+        What offline inference and EM compute with: `log p(x_t | s_t = k,
+        x_<t)` at every step, each step's lags taken from the steps before
+        it in `x` (the first `order` steps scored as the filter scores
+        them). Computed on the backend's tensors in its widest float
+        (float64; float32 on JAX unless `jax_enable_x64` is set).
+
+        Args:
+            x: `(N, T, F)`, sequences whose steps are all valid (move a
+                masked sequence's valid steps to its front first).
+            parameters: Natural parameters as `get_parameters` returns
+                them (`initial` ignored), or `None` for the current
+                weights.
+
+        Returns:
+            NumPy float64 `(N, T, K)`.
+        """
+        self._check_built("sequence_log_likelihoods")
+        dtype = _backend.widest_float()
+
+        def tensor(value):
+            return ops.convert_to_tensor(np.asarray(value, dtype=dtype))
+
+        if parameters is None:
+            raw = {name: ops.cast(getattr(self, name), dtype)
+                   for name in self._weight_names}
+        else:
+            raw = {name: tensor(value) for name, value in
+                   self._weights_from_parameters(**parameters).items()}
+        params = self._parameters_from_weights(raw)
+        lags, observed = _inference.lagged(np.asarray(x, "float64"), self.order)
+        return ops.convert_to_numpy(self.log_likelihoods(
+            params, tensor(x), tensor(lags), tensor(observed))
+        ).astype("float64")
+
     def logits(self, projected, h, states):
         """One step of the forward filter (float32): the logits
         `log q_t` (normalized), `log p(x_t | x_<t)` and the new states."""
-        k = self._cell.num_states
         x = ops.cast(projected, "float32")
         q_tm1 = ops.cast(states[0], "float32")
         # Zero states mark a sequence's first step (q_{t-1} sums to 1
@@ -564,7 +724,7 @@ class HMMSwitch(Switch):
         log_prior = ops.logsumexp(
             ops.expand_dims(ops.log(ops.maximum(q_tm1, 1e-30)), -1)
             + params["log_transition"], axis=1)
-        log_prior = ops.where(started > 0, log_prior, -math.log(k))
+        log_prior = ops.where(started > 0, log_prior, params["log_initial"])
         lags, observed, count = None, None, None
         if self.order >= 1:
             lags = ops.cast(states[1], "float32")
@@ -596,23 +756,24 @@ class HMMSwitch(Switch):
     def next_states(self, carry, z):
         return carry
 
-    # ---------------------------------------------- parameters from EM
-    def set_parameters(self, level, ar=None, scale=None, transition=None):
+    def set_parameters(self, level, ar=None, scale=None, transition=None,
+                       initial=None):
         """Sets the weights from natural parameters (NumPy).
 
         What `MarkovLSTM.adapt` calls with its fit; also the way to load
-        known parameters. It takes the scales and the transition matrix
-        themselves, where `parameters()` returns their logs (what the
-        filter computes with): the two are not each other's inverse.
+        known parameters. The inverse of `get_parameters` (`parameters()`
+        returns the logs the filter computes with instead).
 
         Args:
             level: `(K, F)`.
             ar: With `order >= 1`: `(K or 1, order * F)` diagonal AR
-                coefficients (clipped into (-1, 1), the range of `tanh`),
-                or `(K or 1, order * F, F)` AR matrices (`"full"`).
+                coefficients (clipped into [-AR_LIMIT, AR_LIMIT] = [-0.99,
+                0.99]), or `(K or 1, order * F, F)` AR matrices (`"full"`).
             scale: `(K or 1, F)` scales (`"diagonal"`) or `(K or 1, F, F)`
                 lower-triangular Cholesky factors (`"full"`).
             transition: `(K, K)` row-stochastic transition matrix.
+            initial: `None`, or `(K,)` uniform: the filter always starts
+                from the uniform distribution.
 
         Example:
 
@@ -627,6 +788,8 @@ class HMMSwitch(Switch):
         array([[0.9, 0.1],
                [0.2, 0.8]], dtype=float32)
         """
+        self._check_built("set_parameters")
+        shapes = self._weight_shapes()
         for name, value, weight in (
             ("level", level, "level"),
             ("ar", ar, "persistence" if self.covariance == "diagonal"
@@ -637,49 +800,25 @@ class HMMSwitch(Switch):
         ):
             if value is None:
                 continue
-            if not hasattr(self, weight):
+            if weight not in shapes:
                 raise ValueError(
                     f"Argument `{name}`: this switch has no such parameter "
-                    f"({self!r}, built: {self.input_dim is not None}).")
-            want = tuple(getattr(self, weight).shape)
-            if np.shape(value) != want:
+                    f"({self!r}). Received: {name} of shape "
+                    f"{np.shape(value)}.")
+            if np.shape(value) != shapes[weight]:
                 raise ValueError(
-                    f"Argument `{name}` must have shape {want} for {self!r}. "
-                    f"Received shape {np.shape(value)}.")
-        self.level.assign(np.asarray(level, "float32"))
-        if ar is not None and self.covariance == "diagonal":
-            ar = np.clip(np.asarray(ar, "float64"), -0.999, 0.999)
-            self.persistence.assign(np.arctanh(ar).astype("float32"))
-        elif ar is not None:
-            self.ar.assign(np.asarray(ar, "float32"))
-        if scale is not None and self.covariance == "diagonal":
-            self.log_scale.assign(np.log(np.asarray(scale)).astype("float32"))
-        elif scale is not None:
-            self.scale_tril.assign(scale_tril_to_raw(scale).astype("float32"))
-        if transition is not None:
-            self.transition.assign(
-                np.log(np.maximum(np.asarray(transition), 1e-30))
-                .astype("float32"))
-
-
-def scale_tril_from_raw(raw):
-    """The Cholesky factor from `switch_scale_tril`: its strict lower
-    triangle, and the exponential of its (floored) diagonal."""
-    features = raw.shape[-1]
-    eye = ops.eye(features, dtype=raw.dtype)
-    log_diagonal = ops.maximum(
-        ops.diagonal(raw, axis1=-2, axis2=-1), _HMM_LOG_SCALE_FLOOR)
-    return ops.tril(raw, -1) + eye * ops.expand_dims(
-        ops.exp(log_diagonal), -1)
-
-
-def scale_tril_to_raw(tril):
-    """The inverse of `scale_tril_from_raw` (NumPy)."""
-    tril = np.tril(np.asarray(tril, "float64"))
-    raw = np.tril(tril, -1)
-    index = np.arange(tril.shape[-1])
-    raw[..., index, index] = np.log(tril[..., index, index])
-    return raw
+                    f"Argument `{name}` must have shape {shapes[weight]} for "
+                    f"{self!r}. Received shape {np.shape(value)}.")
+        k = self.num_states
+        if initial is not None and not np.allclose(initial, 1.0 / k,
+                                                   atol=1e-6):
+            raise ValueError(
+                "Argument `initial`: the hmm switch's filter starts every "
+                f"sequence from the uniform distribution, [1/{k}] * {k}. "
+                f"Received: initial={np.asarray(initial).tolist()}.")
+        raw = self._weights_from_parameters(level, ar, scale, transition)
+        for name, value in raw.items():
+            getattr(self, name).assign(value.astype("float32"))
 
 
 _SWITCHES = {

@@ -448,3 +448,86 @@ def test_order_two_chunks_through_the_states_equal_one_pass(
         np.concatenate([first[1], second[1]], axis=1), q_whole, **TOL)
     np.testing.assert_allclose(
         np.concatenate([first[0], second[0]], axis=1), h_whole, **TOL)
+
+
+# ------------------------------------- the mapping: parameters <-> weights
+MAPPING_CASES = [
+    dict(order=order, covariance=covariance, switching_ar=switching_ar,
+         switching_scale=switching_scale)
+    for order in (0, 1, 2)
+    for covariance in ("diagonal", "full")
+    for switching_ar, switching_scale in ((True, True), (False, False))
+]
+
+
+def random_parameters(switch, rng):
+    """Natural parameters of the switch's shapes, away from its start."""
+    k, f, order = switch.num_states, switch.input_dim, switch.order
+    k_ar = k if switch.switching_ar else 1
+    k_scale = k if switch.switching_scale else 1
+    ar = None
+    if order and switch.covariance == "diagonal":
+        ar = rng.uniform(-0.9, 0.9, (k_ar, order * f))
+    elif order:
+        ar = rng.normal(size=(k_ar, order * f, f)) * 0.3
+    if switch.covariance == "diagonal":
+        scale = rng.uniform(0.2, 2.0, (k_scale, f))
+    else:
+        scale = np.tril(rng.normal(size=(k_scale, f, f)) * 0.3)
+        index = np.arange(f)
+        scale[:, index, index] = rng.uniform(0.2, 2.0, (k_scale, f))
+    transition = rng.dirichlet(np.ones(k), size=k)
+    return dict(level=rng.normal(size=(k, f)), ar=ar, scale=scale,
+                transition=transition)
+
+
+@pytest.mark.parametrize(
+    "kwargs", MAPPING_CASES,
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_parameters_weights_round_trip(kwargs):
+    switch = HMMSwitch(**kwargs)
+    MarkovLSTM(3, num_states=3, switch=switch).build((None, None, 2))
+    assert switch.is_at_initial_parameters()
+    want = random_parameters(switch, np.random.default_rng(0))
+    switch.set_parameters(**want)
+    assert not switch.is_at_initial_parameters()
+    got = switch.get_parameters()
+    np.testing.assert_allclose(got["initial"], np.full(3, 1 / 3))
+    for name, value in want.items():
+        if value is None:
+            assert got[name] is None
+            continue
+        # float32 weights: the logs, tanh and softmax round at ~1e-7.
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    # And back: the weights do not move (to float32 rounding).
+    before = [keras.ops.convert_to_numpy(w) for w in switch.weights]
+    switch.set_parameters(**got)
+    for old, new in zip(before, switch.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(new), old,
+                                   rtol=1e-5, atol=1e-5)
+    # EM scores parameters without setting them: the same emissions.
+    x = np.random.default_rng(1).normal(size=(2, 6, 2))
+    np.testing.assert_allclose(
+        switch.sequence_log_likelihoods(x, parameters=want),
+        switch.sequence_log_likelihoods(x), rtol=1e-5, atol=1e-5)
+
+
+def test_initial_parameters_are_the_weights_of_a_new_switch():
+    switch = HMMSwitch(order=1)
+    layer = MarkovLSTM(3, num_states=3, switch=switch)
+    layer.build((None, None, 1))
+    start = switch.initial_parameters()
+    got = switch.get_parameters()
+    for name in ("level", "ar", "scale", "transition", "initial"):
+        np.testing.assert_allclose(got[name], start[name], rtol=1e-6,
+                                   atol=1e-7)
+    np.testing.assert_allclose(np.diag(got["transition"]),
+                               HMMSwitch.INITIAL_STAY, rtol=1e-6)
+    with pytest.raises(ValueError, match="uniform distribution"):
+        switch.set_parameters(level=start["level"],
+                              initial=[0.5, 0.25, 0.25])
+    with pytest.raises(ValueError, match=r"Argument `ar`.*no such"):
+        zero = HMMSwitch(order=0)
+        MarkovLSTM(3, num_states=3, switch=zero).build((None, None, 1))
+        zero.set_parameters(level=start["level"], ar=[[0.5]] * 3)

@@ -27,10 +27,10 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 
 def set_true_parameters(cell, process):
     """The cell's HMM weights set to the process's true parameters."""
-    cell.switch_level.assign(process.means[:, None])
-    cell.switch_persistence.assign(np.arctanh(process.coefficients)[:, None])
-    cell.switch_log_scale.assign(np.log(process.scales)[:, None])
-    cell.switch_transition.assign(np.log(process.transition_matrix))
+    cell.switch.level.assign(process.means[:, None])
+    cell.switch.persistence.assign(np.arctanh(process.coefficients)[:, None])
+    cell.switch.log_scale.assign(np.log(process.scales)[:, None])
+    cell.switch.transition.assign(np.log(process.transition_matrix))
 
 
 def numpy_forward(x, cell):
@@ -41,10 +41,10 @@ def numpy_forward(x, cell):
     uniform prior, then prior_t = q_{t-1} @ P. Returns q (n, T, K) and
     log p(x_t | x_<t) (n, T).
     """
-    level = cell.switch_level.numpy().astype("float64")
-    a = np.tanh(cell.switch_persistence.numpy().astype("float64"))
-    scale = np.exp(cell.switch_log_scale.numpy().astype("float64"))
-    logits = cell.switch_transition.numpy().astype("float64")
+    level = cell.switch.level.numpy().astype("float64")
+    a = np.tanh(cell.switch.persistence.numpy().astype("float64"))
+    scale = np.exp(cell.switch.log_scale.numpy().astype("float64"))
+    logits = cell.switch.transition.numpy().astype("float64")
     transition = softmax(logits)
     n, steps, _ = x.shape
     k = level.shape[0]
@@ -200,8 +200,8 @@ def test_input_likelihood_trains_every_hmm_weight():
     layer = MarkovLSTM(3, num_states=2, switch="hmm", seed=0)
     layer.build(x.shape)
     cell = layer.cell
-    weights = [cell.switch_level, cell.switch_persistence,
-               cell.switch_log_scale, cell.switch_transition]
+    weights = [cell.switch.level, cell.switch.persistence,
+               cell.switch.log_scale, cell.switch.transition]
     with tf.GradientTape() as tape:
         layer(x, training=True)
         loss = layer.losses[0]
@@ -214,10 +214,10 @@ def test_initial_weights_spread_the_levels_and_favour_staying():
     cell.build((None, 2))
     # The K quantiles of N(0, 1): -0.967, 0, 0.967 for K = 3.
     want = [-0.967422, 0.0, 0.967422]
-    np.testing.assert_allclose(cell.switch_level.numpy(),
+    np.testing.assert_allclose(cell.switch.level.numpy(),
                                np.repeat(np.array(want)[:, None], 2, 1),
                                atol=1e-5)
-    transition = keras.ops.softmax(cell.switch_transition, axis=-1)
+    transition = keras.ops.softmax(cell.switch.transition, axis=-1)
     np.testing.assert_allclose(np.diag(transition), 0.9, atol=1e-6)
     # The cell's weights are the LSTMs' and the HMM's only.
     assert [w.name for w in cell.trainable_weights] == [
@@ -301,8 +301,8 @@ def test_extreme_weights_and_outliers_stay_finite():
                            return_switches=True, dtype=policy)
         layer.build(x.shape)
         # Persistence far beyond where cosh overflows; a collapsed scale.
-        layer.cell.switch_persistence.assign(np.full((2, 2), 95.0))
-        layer.cell.switch_log_scale.assign(np.full((2, 2), -50.0))
+        layer.cell.switch.persistence.assign(np.full((2, 2), 95.0))
+        layer.cell.switch.log_scale.assign(np.full((2, 2), -50.0))
         _, q, z = (np.asarray(t) for t in layer(x, training=True))
         assert np.all(np.isfinite(q)) and np.all(np.isfinite(z)), policy
         np.testing.assert_allclose(np.sum(q, -1), 1.0, atol=1e-3)
@@ -360,8 +360,8 @@ def test_trained_filter_finds_the_regimes():
     layer = MarkovLSTM(2, num_states=3, switch="hmm", return_switches=True)
     layer.build(x.shape)
     cell = layer.cell
-    weights = [cell.switch_level, cell.switch_persistence,
-               cell.switch_log_scale, cell.switch_transition]
+    weights = [cell.switch.level, cell.switch.persistence,
+               cell.switch.log_scale, cell.switch.transition]
     optimizer = keras.optimizers.Adam(0.03)
 
     @tf.function

@@ -399,10 +399,10 @@ def test_true_parameters_give_the_bayes_filter_smoother_and_viterbi():
     layer = MarkovLSTM(2, num_states=3, switch="hmm")
     layer.build(x.shape)
     cell = layer.cell
-    cell.switch_level.assign(process.means[:, None])
-    cell.switch_persistence.assign(np.arctanh(process.coefficients)[:, None])
-    cell.switch_log_scale.assign(np.log(process.scales)[:, None])
-    cell.switch_transition.assign(np.log(process.transition_matrix))
+    cell.switch.level.assign(process.means[:, None])
+    cell.switch.persistence.assign(np.arctanh(process.coefficients)[:, None])
+    cell.switch.log_scale.assign(np.log(process.scales)[:, None])
+    cell.switch.transition.assign(np.log(process.transition_matrix))
     # The process's emissions from its parameters (float64).
     series = x[..., 0].astype("float64")
     mean = np.empty(series.shape + (3,))

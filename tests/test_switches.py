@@ -164,3 +164,37 @@ def test_the_switch_is_in_the_public_api():
     assert keras_mrnn.switches is switches
     assert switches.get("hmm").get_config() == HMMSwitch().get_config()
     assert repr(HMMSwitch(order=0)).startswith("HMMSwitch(order=0,")
+
+
+SAVED_83A3967 = np.load(
+    os.path.join(DATA, "markov_lstm_predictions_83a3967.npz"))
+CONFIGS_83A3967 = sorted(
+    key[:-2] for key in SAVED_83A3967.files if key.endswith("_y"))
+
+
+@pytest.mark.parametrize("name", CONFIGS_83A3967)
+def test_models_saved_before_the_regime_model_had_one_home_predict_the_same(
+        name):
+    # Saved by main at 83a3967 (tests/data/make_saved_models.py), when the
+    # switch's weights were also attributes of the cell.
+    assert len(CONFIGS_83A3967) == 9
+    model = keras.saving.load_model(
+        os.path.join(DATA, f"markov_lstm_{name}_83a3967.keras"))
+    y, q = model.predict(SAVED_83A3967["x"], verbose=0)
+    np.testing.assert_allclose(y, SAVED_83A3967[f"{name}_y"], **TOL)
+    np.testing.assert_allclose(q, SAVED_83A3967[f"{name}_q"], **TOL)
+
+
+def test_the_switch_is_given_its_size_and_its_weights_have_one_name():
+    cell = MarkovLSTMCell(4, num_states=3, switch="hmm")
+    switch = cell.switch
+    assert switch.num_states is None and switch.input_dim is None
+    cell.build((None, 2))
+    assert (switch.num_states, switch.input_dim) == (3, 2)
+    assert [w.name for w in switch.weights] == [
+        "switch_level", "switch_persistence", "switch_log_scale",
+        "switch_transition"]
+    # Made on the cell (saved and trained with it), reached through the
+    # switch only.
+    assert all(any(w is v for v in cell.weights) for w in switch.weights)
+    assert not hasattr(cell, "switch_level")

@@ -2,11 +2,14 @@
 
 `fit(switch, x, mask, restarts, max_iter, seed)` is what `MarkovLSTM.adapt`
 runs: Baum-Welch for the `HMMSwitch` model, from several starts at once
-(restarts are stacked on the batch axis), keeping the best log-likelihood.
+(restarts are stacked as a batch of models), keeping the best
+log-likelihood. It knows the model through the switch alone: its
+emissions at given natural parameters (`sequence_log_likelihoods`, the
+function the layer's filter uses, here in float64 for whole sequences; in
+float32 on JAX without `jax_enable_x64`), its first parameters
+(`initial_parameters`) and its constants; the weights stay the switch's.
 
-- E-step: the emissions are the switch's own `log_likelihoods` (the
-  function the layer's filter uses, evaluated here in float64 for whole
-  sequences; in float32 on JAX without `jax_enable_x64`), then the scaled forward-backward recursion over them.
+- E-step: `_inference.hmm_smoother` over the emissions.
 - M-step: the levels and AR coefficients are one weighted least-squares
   problem, `x_t = c_k + A_k' lags_t + e_t` (`c_k = (I - sum_i A_{k,i}')
   mu_k`), its normal equations written with Kronecker blocks so that one
@@ -24,156 +27,17 @@ steps are moved to its front, keeping their order.
 """
 
 import numpy as np
-from keras import ops
 
-from keras_mrnn import _backend
+from keras_mrnn import _inference
 
-# Floors: a variance at the layer's scale floor exp(-7)^2, a pseudo-count
-# for transitions never seen, a ridge that keeps empty states solvable.
-_VARIANCE_FLOOR = np.exp(-14.0)
+# A pseudo-count for transitions never seen, a ridge that keeps empty
+# states solvable.
 _PSEUDO_COUNT = 1e-6
 _RIDGE = 1e-8
-# Diagonal AR coefficients live in (-1, 1) (the layer reads them through
-# tanh); the M-step's are clipped inside.
-_AR_LIMIT = 0.99
-_STAY = 0.9
 # Every start runs this many iterations; then the best ones run on.
 _SCREENING = 10
 _SCREENING_SEQUENCES = 200
 _FINALISTS = 3
-
-
-def compress(x, mask):
-    """Moves each sequence's valid steps to its front, in order.
-
-    Returns `(x, lengths)`: `x` `(N, T, F)` with the valid steps first
-    (zeros after them), `lengths` `(N,)` the valid steps per sequence.
-    """
-    n, steps, _ = x.shape
-    if mask is None:
-        return x, np.full(n, steps)
-    order = np.argsort(~mask, axis=1, kind="stable")
-    x = np.take_along_axis(x, order[..., None], axis=1)
-    lengths = mask.sum(axis=1)
-    x = np.where((np.arange(steps) < lengths[:, None])[..., None], x, 0.0)
-    return x, lengths
-
-
-def lagged(x, order):
-    """`(lags, observed)` of compressed sequences: `lags` `(N, T, order *
-    F)`, `[x_{t-1}, ..., x_{t-order}]` (zeros where missing), `observed`
-    `(N, T, order)`, 1 where lag i exists."""
-    n, steps, features = x.shape
-    lags = np.zeros((n, steps, order * features))
-    for i in range(1, order + 1):
-        lags[:, i:, (i - 1) * features:i * features] = x[:, :-i]
-    observed = (np.arange(steps)[:, None] >= np.arange(1, order + 1)).astype(
-        "float64")
-    return lags, np.broadcast_to(observed, (n, steps, order))
-
-
-def forward_backward(log_likelihoods, transition, valid):
-    """The scaled forward-backward recursion, from a uniform first state.
-
-    Args:
-        log_likelihoods: `(R, N, T, K)` emission log-likelihoods.
-        transition: `(R, K, K)` row-stochastic transition matrices.
-        valid: `(N, T)` boolean, the valid steps (a prefix of each row).
-
-    Returns:
-        `(gamma, xi, log_likelihood, alpha)`: the smoothed marginals `(R,
-        N, T, K)`, the expected transition counts `(R, K, K)` summed over
-        sequences and steps, `log p(x)` `(R, N)` and the filtered marginals
-        `(R, N, T, K)`.
-    """
-    r, n, steps, k = log_likelihoods.shape
-    # Laid out (T, R, K, N): each step's slice is contiguous, and sums over
-    # the states add rows of N (a NumPy sum over a last axis of 2 or 3 is
-    # slow). Invalid (trailing) steps emit 1: they change neither pass.
-    log_likelihoods = np.where(
-        valid.T[:, None, None, :],
-        np.transpose(log_likelihoods, (2, 0, 3, 1)), 0.0)
-    top = log_likelihoods.max(axis=2, keepdims=True)
-    emission = np.exp(log_likelihoods - top)
-    alpha = np.empty_like(emission)
-    scale = np.empty((steps, r, 1, n))
-    transposed = np.swapaxes(transition, -1, -2)
-    prior = np.full((r, k, n), 1.0 / k)
-    for t in range(steps):
-        joint = prior * emission[t]
-        scale[t] = joint.sum(1, keepdims=True)
-        alpha[t] = joint / scale[t]
-        prior = transposed @ alpha[t]
-    # weighted[t] = b_t * beta_t / c_t: xi_t(i, j) = alpha_{t-1}(i) P_ij
-    # weighted_t(j), summed over sequences and steps after the loop.
-    beta = np.ones((r, k, n))
-    gamma = np.empty_like(alpha)
-    gamma[-1] = alpha[-1]
-    weighted = np.zeros_like(alpha)
-    for t in range(steps - 1, 0, -1):
-        weighted[t] = emission[t] * beta / scale[t]
-        beta = transition @ weighted[t]
-        gamma[t - 1] = alpha[t - 1] * beta
-    gamma /= gamma.sum(2, keepdims=True)
-    weighted *= valid.T[:, None, None, :]
-    xi = transition * np.einsum(
-        "trin,trjn->rij", alpha[:-1], weighted[1:], optimize=True)
-    log_likelihood = np.sum(
-        np.where(valid.T[:, None, :], np.log(scale[:, :, 0]) + top[:, :, 0],
-                 0.0), axis=0)
-    return (np.transpose(gamma, (1, 3, 0, 2)), xi, log_likelihood,
-            np.transpose(alpha, (1, 3, 0, 2)))
-
-
-def viterbi(log_likelihoods, transition, valid):
-    """The most likely state paths, in log space, from a uniform first
-    state: `(N, T)` ints (-1 after each row's valid prefix), for one
-    model's `log_likelihoods` `(N, T, K)` and `transition` `(K, K)`."""
-    n, steps, k = log_likelihoods.shape
-    log_transition = np.log(np.maximum(transition, 1e-300))
-    score = log_likelihoods[:, 0] - np.log(k)
-    back = np.zeros((n, steps, k), int)
-    for t in range(1, steps):
-        candidates = score[:, :, None] + log_transition      # (N, K, K)
-        back[:, t] = candidates.argmax(1)
-        # Past a row's last valid step its scores stay as they were.
-        score = np.where(valid[:, t, None],
-                         candidates.max(1) + log_likelihoods[:, t], score)
-    path = np.full((n, steps), -1)
-    last = valid.sum(1) - 1
-    state = score.argmax(-1)
-    for t in range(steps - 1, -1, -1):
-        here = t <= last
-        path[here, t] = state[here]
-        if t > 0:
-            state = np.where(here, back[np.arange(n), t, state], state)
-    return path
-
-
-def expand(values, mask, fill):
-    """Puts per-step `values` `(N, T, ...)` of compressed sequences back at
-    their steps of `mask` `(N, T)` (no-op without a mask); masked steps get
-    `fill(values_before_them)`: see `fill_like_the_layer`."""
-    if mask is None:
-        return values
-    out = np.empty_like(values)
-    order = np.argsort(~mask, axis=1, kind="stable")
-    rows = np.arange(mask.shape[0])[:, None]
-    out[rows, order] = values
-    return fill(out, mask)
-
-
-def fill_like_the_layer(values, mask, before):
-    """Masked steps take the last valid step's value, as `keras.layers.RNN`
-    repeats its previous output, and `before` before the first one."""
-    out = values.copy()
-    for t in range(mask.shape[1]):
-        previous = out[:, t - 1] if t else np.broadcast_to(
-            before, out[:, 0].shape)
-        out[:, t] = np.where(
-            mask[:, t].reshape((-1,) + (1,) * (out.ndim - 2)),
-            out[:, t], previous)
-    return out
 
 
 def _regress(x, lags, gamma, precision, switching_ar):
@@ -218,7 +82,7 @@ def _regress(x, lags, gamma, precision, switching_ar):
     return c, a
 
 
-def _covariances(x, lags, gamma, c, a, switching_scale, diagonal):
+def _covariances(x, lags, gamma, c, a, switching_scale, diagonal, floor):
     """The covariances from the weighted residuals: `(K or 1, F, F)`."""
     mean = c[None] + np.stack([lags @ a_k for a_k in a], 1)  # (M, K, F)
     residual = x[:, None, :] - mean
@@ -232,17 +96,19 @@ def _covariances(x, lags, gamma, c, a, switching_scale, diagonal):
     features = x.shape[1]
     if diagonal:
         cov = cov * np.eye(features)
-    return cov + _VARIANCE_FLOOR * np.eye(features)
+    return cov + floor * np.eye(features)
 
 
 class _Model:
-    """The natural parameters of one start, and their M-step."""
+    """The M-step of one switch's model, and its natural parameters."""
 
-    def __init__(self, switch, features, num_states):
+    def __init__(self, switch):
         self.switch = switch
-        self.features = features
-        self.k = num_states
+        self.features = switch.input_dim
+        self.k = switch.num_states
         self.diagonal = switch.covariance == "diagonal"
+        # The variance at the switch's scale floor.
+        self.variance_floor = np.exp(2.0 * switch.LOG_SCALE_FLOOR)
 
     def m_step(self, x, lags, gamma, cov):
         """New `(level, ar, cov)` from the regression rows, given the
@@ -262,12 +128,13 @@ class _Model:
                     precision[:, f:f + 1, f:f + 1], switch.switching_ar)
                 c[:, f] = c_f[:, 0]
                 if order:
-                    a_f = np.clip(a_f[:, :, 0], -_AR_LIMIT, _AR_LIMIT)
+                    a_f = np.clip(a_f[:, :, 0], -switch.AR_LIMIT,
+                                  switch.AR_LIMIT)
                     a[:, f::features, f] = a_f
         else:
             c, a = _regress(x, lags, gamma, precision, switch.switching_ar)
         cov = _covariances(x, lags, gamma, c, a, switch.switching_scale,
-                           self.diagonal)
+                           self.diagonal, self.variance_floor)
         # c_k = (I - sum_i A_{k,i}') mu_k.
         total = np.zeros((a.shape[0], features, features))
         for i in range(order):
@@ -300,43 +167,10 @@ class _Model:
             scale = np.linalg.cholesky(cov)
         return dict(level=level, ar=ar, scale=scale, transition=transition)
 
-    def log_likelihoods(self, level, a, cov, transition, x, lags, observed):
+    def log_likelihoods(self, level, a, cov, transition, x):
         """The switch's emissions `(N, T, K)` at these parameters."""
-        switch = self.switch
-        natural = self.natural(level, a, cov, transition)
-        params = {"level": level, "log_transition": np.log(transition)}
-        if self.diagonal:
-            params["log_scale"] = np.log(natural["scale"])
-        else:
-            params["scale_tril"] = natural["scale"]
-        if switch.order and self.diagonal:
-            params["ar"] = natural["ar"]
-            if switch.order == 1:
-                params["first_log_scale"] = params["log_scale"] - 0.5 * np.log(
-                    1.0 - natural["ar"] ** 2)
-        elif switch.order:
-            params["ar"] = a
-        return emissions(switch, params, x, lags, observed)
-
-
-def emissions(switch, params, x, lags, observed):
-    """`switch.log_likelihoods` of NumPy inputs, as float64 NumPy.
-
-    Computed in the backend's widest float (float64; float32 on JAX unless
-    `jax_enable_x64` is set), on the backend's tensors: PyTorch's ops do
-    not take NumPy arrays.
-    """
-    dtype = _backend.widest_float()
-    tensors = [
-        ops.convert_to_tensor(np.asarray(a, dtype=dtype))
-        for a in (x, lags, observed)
-    ]
-    params = {
-        key: ops.convert_to_tensor(np.asarray(value, dtype=dtype))
-        for key, value in params.items()
-    }
-    return ops.convert_to_numpy(
-        switch.log_likelihoods(params, *tensors)).astype("float64")
+        return self.switch.sequence_log_likelihoods(
+            x, self.natural(level, a, cov, transition))
 
 
 def _initial_assignments(x, valid, num_states, restarts, rng):
@@ -391,8 +225,8 @@ class _Data:
     """Compressed sequences, their lags and the regression's rows."""
 
     def __init__(self, x, valid, order):
-        self.x, self.valid = x, valid
-        self.lags, self.observed = lagged(x, order)
+        self.x, self.valid, self.order = x, valid, order
+        self.lags = _inference.lagged(x, order)[0]
         # The regression's rows: valid steps with all their lags.
         rows = valid & (np.arange(x.shape[1]) >= order)
         self.rows = rows
@@ -400,10 +234,10 @@ class _Data:
         self.steps = max(int(valid.sum()), 1)
 
     def subset(self, index):
-        return _Data(self.x[index], self.valid[index], self.observed.shape[-1])
+        return _Data(self.x[index], self.valid[index], self.order)
 
 
-def _em(model, data, states, iterations, tolerance):
+def _em(model, data, initial, states, iterations, tolerance):
     """Runs EM on each of `states` (a list of `[level, a, cov,
     transition]`, updated in place) for at most `iterations`, a state
     stopping once its log-likelihood per step improves by less than
@@ -421,12 +255,12 @@ def _em(model, data, states, iterations, tolerance):
         if not active.size:
             break
         log_lik = np.stack([
-            model.log_likelihoods(*states[r], data.x, data.lags,
-                                  data.observed)
-            for r in active])
+            model.log_likelihoods(*states[r], data.x) for r in active])
         transition = np.stack([states[r][3] for r in active])
-        gamma, xi, log_likelihood, _ = forward_backward(
-            log_lik, transition, data.valid)
+        posterior = _inference.hmm_smoother(
+            initial, transition, log_lik, data.valid)
+        gamma, xi = posterior.smoothed, posterior.expected_transitions
+        log_likelihood = posterior.log_likelihood
         for i, r in enumerate(active):
             value = log_likelihood[i].sum()
             if not np.isfinite(value) or value < best[r]:
@@ -446,7 +280,7 @@ def _em(model, data, states, iterations, tolerance):
 
 
 def fit(switch, x, mask, restarts, max_iter, seed, tolerance=1e-8):
-    """Fits `switch` (an `HMMSwitch` of a built cell) to `x` by EM.
+    """Fits `switch` (a built `HMMSwitch`) to `x` by EM.
 
     Every start first runs `_SCREENING` iterations (on at most
     `_SCREENING_SEQUENCES` of the sequences, drawn at random); the
@@ -467,18 +301,17 @@ def fit(switch, x, mask, restarts, max_iter, seed, tolerance=1e-8):
         arguments of `HMMSwitch.set_parameters`, its log-likelihood in nats
         (the sum over sequences and valid steps), and the finalists'.
     """
-    k = switch.cell.num_states
-    x, lengths = compress(x, mask)
-    n, steps, features = x.shape
+    k, features = switch.num_states, switch.input_dim
+    x, lengths = _inference.compress(x, mask)
+    n, steps, _ = x.shape
     valid = np.arange(steps) < lengths[:, None]
     data = _Data(x, valid, switch.order)
-    model = _Model(switch, features, k)
+    model = _Model(switch)
     rng = np.random.default_rng(seed)
     start = _initial_assignments(x, valid, k, restarts, rng)
-
-    stay = _STAY if k > 1 else 1.0
-    default_transition = np.full((k, k), (1 - stay) / max(k - 1, 1))
-    np.fill_diagonal(default_transition, stay)
+    first_parameters = switch.initial_parameters()
+    default_transition = first_parameters["transition"]
+    initial = first_parameters["initial"]
     screening = data
     if n > _SCREENING_SEQUENCES:
         index = np.sort(rng.choice(n, _SCREENING_SEQUENCES, replace=False))
@@ -491,8 +324,9 @@ def fit(switch, x, mask, restarts, max_iter, seed, tolerance=1e-8):
             screening.x_rows, screening.lag_rows, gamma, cov)
         states.append([level, a, cov, default_transition.copy()])
     first = min(max_iter, _SCREENING)
-    scores = _em(model, screening, states, first, tolerance)
+    scores = _em(model, screening, initial, states, first, tolerance)
     finalists = [states[r] for r in np.argsort(-scores)[:_FINALISTS]]
-    scores = _em(model, data, finalists, max_iter - first, tolerance)
+    scores = _em(model, data, initial, finalists, max_iter - first,
+                 tolerance)
     winner = int(np.argmax(scores))
     return model.natural(*finalists[winner]), float(scores[winner]), scores
