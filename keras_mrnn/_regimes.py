@@ -133,6 +133,12 @@ class RegimeAnalysis:
         steps after t (statsmodels' `smoothed_marginal_probabilities`,
         hmmlearn's `predict_proba`).
 
+        Before `adapt` (or training) the switch holds its initial
+        parameters (levels at the quantiles of N(0, 1), unit scales, no
+        autoregression, each state kept with probability 0.9): the results
+        are then that arbitrary model's, not the data's, and the method
+        warns once.
+
         Args:
             x: Inputs `(batch, time, features)`: NumPy, a tensor, or a
                 `tf.data.Dataset` of such batches (or of `(x, ...)`
@@ -153,6 +159,7 @@ class RegimeAnalysis:
 
         >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
         >>> x = np.random.normal(size=(3, 20, 1))
+        >>> _ = layer.adapt(x, restarts=2, seed=0)
         >>> layer.regime_probabilities(x, smoothed=True).shape
         (3, 20, 2)
         """
@@ -172,6 +179,12 @@ class RegimeAnalysis:
         switch's HMM (hmmlearn's `predict`, tfp's `posterior_mode`), from
         the start of each sequence.
 
+        Before `adapt` (or training) the switch holds its initial
+        parameters (levels at the quantiles of N(0, 1), unit scales, no
+        autoregression, each state kept with probability 0.9): the results
+        are then that arbitrary model's, not the data's, and the method
+        warns once.
+
         Args:
             x: Inputs `(batch, time, features)`, as `regime_probabilities`
                 takes them.
@@ -186,6 +199,7 @@ class RegimeAnalysis:
 
         >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
         >>> x = np.random.normal(size=(3, 20, 1))
+        >>> _ = layer.adapt(x, restarts=2, seed=0)
         >>> layer.most_likely_regimes(x).shape
         (3, 20)
         """
@@ -205,6 +219,12 @@ class RegimeAnalysis:
         stationary distribution; this scores every step from a uniform
         start.
 
+        Before `adapt` (or training) the switch holds its initial
+        parameters (levels at the quantiles of N(0, 1), unit scales, no
+        autoregression, each state kept with probability 0.9): the results
+        are then that arbitrary model's, not the data's, and the method
+        warns once.
+
         Args:
             x: Inputs `(batch, time, features)`, as `regime_probabilities`
                 takes them.
@@ -218,6 +238,7 @@ class RegimeAnalysis:
 
         >>> layer = keras_mrnn.MarkovLSTM(8, num_states=2, switch="hmm")
         >>> x = np.random.normal(size=(3, 20, 1))
+        >>> _ = layer.adapt(x, restarts=2, seed=0)
         >>> layer.regime_log_likelihood(x).shape
         (3,)
         """

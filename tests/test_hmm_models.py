@@ -531,3 +531,36 @@ def test_initial_parameters_are_the_weights_of_a_new_switch():
         zero = HMMSwitch(order=0)
         MarkovLSTM(3, num_states=3, switch=zero).build((None, None, 1))
         zero.set_parameters(level=start["level"], ar=[[0.5]] * 3)
+
+
+# ------------------------------------- the regime methods before a fit
+def regime_methods(layer):
+    return (layer.regime_probabilities, layer.most_likely_regimes,
+            layer.regime_log_likelihood)
+
+
+def test_the_regime_methods_warn_once_before_adapt_or_fit():
+    import warnings
+
+    x = np.random.default_rng(0).normal(size=(8, 12, 1)).astype("float32")
+    fresh = MarkovLSTM(4, num_states=2, switch="hmm")
+    with pytest.warns(UserWarning, match=r"neither adapted nor trained.*"
+                      r"layer\.adapt\(x\)"):
+        fresh.regime_probabilities(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for method in regime_methods(fresh):       # Once per layer.
+            method(x)
+
+        adapted = MarkovLSTM(4, num_states=2, switch="hmm")
+        adapted.adapt(x, restarts=1, max_iter=2, seed=0)
+        for method in regime_methods(adapted):
+            method(x)
+
+        trained = MarkovLSTM(4, num_states=2, switch="hmm")
+        model = keras.Sequential([keras.Input((12, 1)), trained,
+                                  keras.layers.Dense(1)])
+        model.compile("adam", "mse")
+        model.fit(x, np.zeros((8, 1)), epochs=1, verbose=0)
+        for method in regime_methods(trained):
+            method(x)
