@@ -179,11 +179,8 @@ class RegimeAnalysis:
         switch's HMM (hmmlearn's `predict`, tfp's `posterior_mode`), from
         the start of each sequence.
 
-        Before `adapt` (or training) the switch holds its initial
-        parameters (levels at the quantiles of N(0, 1), unit scales, no
-        autoregression, each state kept with probability 0.9): the results
-        are then that arbitrary model's, not the data's, and the method
-        warns once.
+        Before `adapt` (or training) it warns once, as
+        `regime_probabilities` does.
 
         Args:
             x: Inputs `(batch, time, features)`, as `regime_probabilities`
@@ -217,13 +214,7 @@ class RegimeAnalysis:
         statsmodels' `llf` of a similar model: statsmodels conditions on
         the first `order` observations and starts from the chain's
         stationary distribution; this scores every step from a uniform
-        start.
-
-        Before `adapt` (or training) the switch holds its initial
-        parameters (levels at the quantiles of N(0, 1), unit scales, no
-        autoregression, each state kept with probability 0.9): the results
-        are then that arbitrary model's, not the data's, and the method
-        warns once.
+        start. Warns once before `adapt` (see `regime_probabilities`).
 
         Args:
             x: Inputs `(batch, time, features)`, as `regime_probabilities`

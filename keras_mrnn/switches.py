@@ -164,7 +164,8 @@ class _TransitionTerm:
 
     late_legacy_weights = ("bias", "transition_kernel")
 
-    def _init_transition(self, markov_transition):
+    def __init__(self, markov_transition=False):
+        super().__init__()
         self.markov_transition = check.boolean(
             "markov_transition", markov_transition)
 
@@ -215,10 +216,6 @@ class LinearSwitch(_TransitionTerm, Switch):
     """
 
     name = "linear"
-
-    def __init__(self, markov_transition=False):
-        super().__init__()
-        self._init_transition(markov_transition)
 
     def build(self, num_states, input_dim):
         super().build(num_states, input_dim)
@@ -271,10 +268,6 @@ class PredictiveSwitch(_TransitionTerm, Switch):
 
     name = "predictive"
     has_input_likelihood = True
-
-    def __init__(self, markov_transition=False):
-        super().__init__()
-        self._init_transition(markov_transition)
 
     def build(self, num_states, input_dim):
         super().build(num_states, input_dim)
