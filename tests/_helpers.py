@@ -164,8 +164,11 @@ def randomize(layer, seed=0, scale=0.5, names=None, scales=None):
     if names is None:
         weights = [w for w in layer.weights if len(w.shape)]
     else:
-        by_name = {w.name: w for w in layer.weights}
-        weights = [by_name[name] for name in names]
+        weights = []
+        for name in names:
+            found = [w for w in layer.weights if w.name == name]
+            assert len(found) == 1, f"{len(found)} weights named {name!r}"
+            weights += found
     for weight in weights:
         spread = (scales or {}).get(weight.name, scale)
         weight.assign(

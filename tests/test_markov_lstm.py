@@ -6,7 +6,7 @@ import tensorflow as tf
 import keras
 
 import keras_mrnn
-from _helpers import numpy_switched_lstms, softmax
+from _helpers import numpy_switched_lstms, randomize, softmax
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 
 
@@ -29,10 +29,9 @@ def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
     return h_new, c_new, q, z, logits
 
 
-def randomize_biases(cell, seed=0):
-    rng = np.random.default_rng(seed)
-    for bias in [cell.bias, cell.switch_bias]:
-        bias.assign(rng.normal(size=bias.shape).astype("float32"))
+# `randomize(cell, scale=1, names=BIASES)`: N(0, 1) biases, the LSTMs'
+# and the switch's.
+BIASES = ("bias", "switch_bias")
 
 
 # ---------------------------------------------------------------- the maths
@@ -44,7 +43,7 @@ def test_one_state_is_an_ordinary_lstm(training):
         MarkovLSTMCell(6, num_states=1, seed=1), return_sequences=True,
         return_state=True)
     markov.build(x.shape)
-    randomize_biases(markov.cell)
+    randomize(markov.cell, scale=1, names=BIASES)
     lstm = keras.layers.RNN(
         keras.layers.LSTMCell(6), return_sequences=True, return_state=True)
     lstm.build(x.shape)
@@ -60,7 +59,7 @@ def test_one_state_layer_matches_keras_lstm_layer(kernel_tol):
     x = rng.normal(size=(4, 9, 5)).astype("float32")
     markov = MarkovLSTM(8, num_states=1, return_sequences=True)
     markov.build(x.shape)
-    randomize_biases(markov.cell)
+    randomize(markov.cell, scale=1, names=BIASES)
     lstm = keras.layers.LSTM(8, return_sequences=True)
     lstm.build(x.shape)
     lstm.set_weights(markov.cell.lstm_weights(0))
@@ -75,7 +74,7 @@ def test_one_step_matches_numpy_equations(switch):
     cell = MarkovLSTMCell(5, num_states=3, inference_switch=switch,
                           output_switches=True)
     cell.build((4, 6))
-    randomize_biases(cell)
+    randomize(cell, scale=1, names=BIASES)
     x = rng.normal(size=(4, 6)).astype("float32")
     h = rng.normal(size=(4, 5)).astype("float32")
     c = rng.normal(size=(4, 5)).astype("float32")
@@ -96,7 +95,7 @@ def test_markov_transition_matches_numpy_over_two_steps():
     cell = MarkovLSTMCell(4, num_states=3, markov_transition=True,
                           inference_switch="expected")
     cell.build((2, 3))
-    randomize_biases(cell)
+    randomize(cell, scale=1, names=BIASES)
     cell.transition_kernel.assign(
         rng.normal(size=(3, 3)).astype("float32") * 3)
     assert cell.state_size == [4, 4, 3]
@@ -118,7 +117,7 @@ def test_layer_switch_outputs_match_numpy_over_a_sequence():
     layer = MarkovLSTM(5, num_states=3, return_switches=True,
                        return_sequences=True)
     layer.build(x.shape)
-    randomize_biases(layer.cell)
+    randomize(layer.cell, scale=1, names=BIASES)
     h_seq, q_seq, z_seq = layer(x, training=False)
     h = np.zeros((3, 5), "float32")
     c = np.zeros((3, 5), "float32")
@@ -455,7 +454,7 @@ def test_xla_loop_projecting_before_the_loop_matches_the_per_step_loop(
                        go_backwards=go_backwards, seed=0,
                        loop_jit_compile=False)
     layer.build((3, None, 2))
-    randomize_biases(layer.cell)
+    randomize(layer.cell, scale=1, names=BIASES)
 
     def run(inputs):
         with tf.GradientTape() as tape:
@@ -511,7 +510,7 @@ def test_one_state_matches_keras_lstm_with_mask(go_backwards,
     markov = MarkovLSTM(4, num_states=1, go_backwards=go_backwards,
                         return_sequences=return_sequences)
     markov.build(x.shape)
-    randomize_biases(markov.cell)
+    randomize(markov.cell, scale=1, names=BIASES)
     lstm = keras.layers.LSTM(4, go_backwards=go_backwards,
                              return_sequences=return_sequences)
     lstm.build(x.shape)
