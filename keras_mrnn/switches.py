@@ -611,6 +611,37 @@ class HMMSwitch(Switch):
                 f"`{method}` needs a built switch: build the layer (or call "
                 f"it on data) first. Received: {self!r}, not built.")
 
+    def emission_mean(self, params, lags, observed):
+        """The mean of each state's emission given the lags: `mu_k + sum_i
+        A_{k,i} (x_{t-i} - mu_k)`, a missing lag taken at the level.
+
+        Args:
+            params: `parameters()` (or the same dict of arrays).
+            lags: `(..., order * F)`, `[x_{t-1}, ..., x_{t-order}]`
+                (ignored with `order=0`: give `None`).
+            observed: `(..., order)`, 1 where lag i was observed.
+
+        Returns:
+            `(..., K, F)` (`(K, F)` with `order=0`).
+        """
+        level = params["level"]
+        if self.order == 0:
+            return level
+        features = level.shape[-1]
+        # The deviation of each observed lag from each state's level.
+        mask = ops.repeat(observed, features, axis=-1)
+        deviation = (ops.expand_dims(lags, -2)
+                     - ops.tile(level, (1, self.order))
+                     ) * ops.expand_dims(mask, -2)       # (..., K, pF)
+        if self.covariance == "diagonal":
+            terms = deviation * params["ar"]
+            mean = level
+            for i in range(self.order):
+                mean = mean + terms[..., i * features:(i + 1) * features]
+            return mean
+        return level + ops.squeeze(
+            ops.matmul(ops.expand_dims(deviation, -2), params["ar"]), -2)
+
     def log_likelihoods(self, params, x, lags, observed):
         """`log N(x_t | state k)` for every state (the emissions).
 
@@ -624,24 +655,9 @@ class HMMSwitch(Switch):
         Returns:
             `(..., K)`.
         """
-        level = params["level"]
-        features = level.shape[-1]
         x = ops.expand_dims(x, -2)                       # (..., 1, F)
-        mean = level
-        if self.order >= 1:
-            # The deviation of each observed lag from each state's level.
-            mask = ops.repeat(observed, features, axis=-1)
-            deviation = (ops.expand_dims(lags, -2)
-                         - ops.tile(level, (1, self.order))
-                         ) * ops.expand_dims(mask, -2)   # (..., K, pF)
-            if self.covariance == "diagonal":
-                terms = deviation * params["ar"]
-                for i in range(self.order):
-                    mean = mean + terms[..., i * features:(i + 1) * features]
-            else:
-                ar = params["ar"]
-                mean = mean + ops.squeeze(
-                    ops.matmul(ops.expand_dims(deviation, -2), ar), -2)
+        mean = self.emission_mean(params, lags, observed)
+        features = x.shape[-1]
         residual = x - mean                              # (..., K, F)
         if self.covariance == "diagonal":
             log_scale = params["log_scale"]
