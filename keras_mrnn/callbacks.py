@@ -8,7 +8,12 @@ import numpy as np
 
 from keras_mrnn import _backend
 from keras_mrnn import _validation as check
+from keras_mrnn.markov_lstm import MarkovLSTMCell
+from keras_mrnn.stateful import evaluate_preserving_states
 from keras_mrnn.stateful import iter_layers
+from keras_mrnn.stateful import reset_states
+from keras_mrnn.stateful import stateful_layers
+from keras_mrnn.vrnn import VRNN
 
 
 def markov_cells(model):
@@ -29,8 +34,6 @@ def markov_cells(model):
     >>> len(keras_mrnn.callbacks.markov_cells(model))
     1
     """
-    from keras_mrnn.markov_lstm import MarkovLSTMCell
-
     return [
         layer for layer in iter_layers(model)
         if isinstance(layer, MarkovLSTMCell)
@@ -402,8 +405,6 @@ class KLWarmup(_ScheduledValue):
         return self.initial + (self.final - self.initial) * fraction
 
     def _targets(self, model):
-        from keras_mrnn.vrnn import VRNN
-
         return [layer for layer in iter_layers(model)
                 if isinstance(layer, VRNN)]
 
@@ -458,8 +459,6 @@ class ResetStates(keras.callbacks.Callback):
         self.resets = 0
 
     def _reset(self, where):
-        from keras_mrnn.stateful import reset_states
-
         # (On JAX, `reset_states` first writes back the state fit carries.)
         reset_states(self.model)
         self.resets += 1
@@ -467,8 +466,6 @@ class ResetStates(keras.callbacks.Callback):
             print(f"\nResetStates: states reset {where}.")
 
     def on_train_begin(self, logs=None):
-        from keras_mrnn.stateful import stateful_layers
-
         if not stateful_layers(self.model):
             raise ValueError(
                 "ResetStates found no built stateful recurrent layer in the "
@@ -576,9 +573,6 @@ class StatefulEvaluation(keras.callbacks.Callback):
         self.results = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_mrnn.stateful import evaluate_preserving_states
-        from keras_mrnn.stateful import stateful_layers
-
         if (epoch + 1) % self.every_n_epochs:
             return
         batch_size = self.batch_size

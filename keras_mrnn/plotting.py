@@ -15,10 +15,10 @@ backend, including the headless `Agg`); save it with `fig.savefig(path)`.
 - `plot_history`: the curves of a `keras.callbacks.History`.
 """
 
-import numbers
-
 import numpy as np
 from matplotlib.figure import Figure
+
+from keras_mrnn import _validation as check
 
 
 def _array(name, value, ndims):
@@ -47,21 +47,6 @@ def _names(name, value, count):
             f"{name}={value!r}."
         )
     return value
-
-
-def _positive_int(name, value, optional=False):
-    """`value` if a positive integer (or None, when `optional`), else a
-    ValueError naming the argument."""
-    if optional and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(
-        value, numbers.Integral
-    ) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer"
-            f"{' or None' if optional else ''}. Received: {name}={value!r}."
-        )
-    return int(value)
 
 
 def plot_switches(q, z, inputs=None, titles=None, figsize=None):
@@ -364,7 +349,7 @@ def plot_state_usage(z, labels=None, class_names=None, columns=4,
     >>> [ax.get_title() for ax in fig.axes]
     ['0', '1', 'overall']
     """
-    columns = _positive_int("columns", columns)
+    columns = check.positive_int("columns", columns)
     usage = state_usage(z, labels)
     if labels is None:
         charts = [("overall", usage)]
@@ -431,8 +416,8 @@ def plot_predictions(expected, predicted, title=None, max_points=None,
             "Arguments `expected` and `predicted` must hold the same number "
             f"of values. Received: {expected.size} and {predicted.size}."
         )
-    max_points = _positive_int("max_points", max_points, optional=True)
     if max_points is not None:
+        max_points = check.positive_int("max_points", max_points)
         expected, predicted = expected[:max_points], predicted[:max_points]
     fig = Figure(figsize=figsize, layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -489,7 +474,7 @@ def plot_image_grid(images, columns=10, title=None, figsize=None):
         )
     if integers:
         images = images / 255.0
-    columns = _positive_int("columns", columns)
+    columns = check.positive_int("columns", columns)
     count, height, width = images.shape
     columns = min(columns, count)
     rows = -(-count // columns)
