@@ -186,3 +186,25 @@ def kl_divergence(p, q):
         + 0.5 * ops.expm1(2.0 * log_ratio)
         - log_ratio
     )
+
+
+def log_gamma(x):
+    """`log Gamma(x)` for `x >= 1` in `keras.ops` (no backend-neutral op
+    has it): the recurrence up to `x + 6`, then Stirling's series, accurate
+    to ~1e-10 there."""
+    shift = ops.log(x * (x + 1) * (x + 2) * (x + 3) * (x + 4) * (x + 5))
+    z = x + 6.0
+    inverse = 1.0 / z
+    inverse2 = inverse * inverse
+    series = inverse * (1.0 / 12 - inverse2 * (
+        1.0 / 360 - inverse2 * (1.0 / 1260 - inverse2 / 1680)))
+    return (z - 0.5) * ops.log(z) - z + _HALF_LOG_TWO_PI + series - shift
+
+
+def student_t_log_prob(x, df, loc, scale):
+    """The log density of the location-scale Student-t, elementwise, for
+    `df >= 2` (the hmm switch keeps its degrees of freedom above 2)."""
+    z = (x - loc) / scale
+    return (log_gamma(0.5 * (df + 1.0)) - log_gamma(0.5 * df)
+            - 0.5 * ops.log(df * math.pi) - ops.log(scale)
+            - 0.5 * (df + 1.0) * ops.log1p(z * z / df))

@@ -26,10 +26,12 @@ from keras import initializers
 from keras import ops
 
 from keras_mrnn import _backend
+from keras_mrnn import _distributions
 from keras_mrnn import _inference
 from keras_mrnn import _validation as check
 
 COVARIANCES = ("diagonal", "full")
+DISTRIBUTIONS = ("normal", "student_t")
 
 
 class Switch:
@@ -369,6 +371,12 @@ class HMMSwitch(Switch):
             learns from the input likelihood alone, as a regime model
             fitted to the inputs (after `MarkovLSTM.adapt`, training then
             leaves its fit in place but for the likelihood's own pull).
+        distribution: `"normal"` (default) or `"student_t"`: each state's
+            emission is Gaussian, or (diagonal covariance) Student-t per
+            feature, with learned degrees of freedom `df` (weight
+            `switch_log_df`, `log(df - 2)`, starting at 10): heavy tails,
+            as daily returns have. `MarkovLSTM.adapt` fits the Gaussian
+            model (EM) and leaves `df` as it is.
 
     Example:
 
@@ -385,7 +393,8 @@ class HMMSwitch(Switch):
     reads_hidden_state = False
 
     def __init__(self, order=1, switching_ar=True, switching_scale=True,
-                 covariance="diagonal", task_gradient=True):
+                 covariance="diagonal", task_gradient=True,
+                 distribution="normal"):
         super().__init__()
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
             raise TypeError(
@@ -401,6 +410,14 @@ class HMMSwitch(Switch):
             "switching_scale", switching_scale)
         self.covariance = check.choice("covariance", covariance, COVARIANCES)
         self.task_gradient = check.boolean("task_gradient", task_gradient)
+        self.distribution = check.choice("distribution", distribution,
+                                         DISTRIBUTIONS)
+        if self.distribution == "student_t" and self.covariance == "full":
+            raise ValueError(
+                "Arguments `distribution='student_t'` and "
+                "`covariance='full'` cannot be combined: Student-t "
+                "emissions are per feature (diagonal). Received: "
+                "distribution='student_t', covariance='full'.")
 
     def get_config(self):
         return {
@@ -409,6 +426,7 @@ class HMMSwitch(Switch):
             "switching_scale": self.switching_scale,
             "covariance": self.covariance,
             "task_gradient": self.task_gradient,
+            "distribution": self.distribution,
         }
 
     # The constants of the model's parameterization, used by the weights,
@@ -420,6 +438,10 @@ class HMMSwitch(Switch):
     LOG_SCALE_FLOOR = -7.0
     #: Diagonal AR coefficients are kept within (-0.99, 0.99) (stationary).
     AR_LIMIT = 0.99
+    #: Student-t emissions: degrees of freedom above 2 (a finite variance),
+    #: starting at 10.
+    MIN_DF = 2.0
+    INITIAL_DF = 10.0
 
     def state_size(self, num_states, input_dim=None):
         sizes = [num_states]
@@ -444,6 +466,8 @@ class HMMSwitch(Switch):
         else:
             shapes["scale_tril"] = (k_scale, features, features)
         shapes["transition"] = (k, k)
+        if self.distribution == "student_t":
+            shapes["log_df"] = (k_scale, features)
         return shapes
 
     def build(self, num_states, input_dim):
@@ -481,13 +505,16 @@ class HMMSwitch(Switch):
         if order >= 1:
             ar = np.zeros(shapes["persistence" if self.covariance ==
                                 "diagonal" else "ar"])
-        return dict(
+        parameters = dict(
             level=np.repeat(np.array(quantiles)[:, None], features, axis=1),
             ar=ar, scale=scale, transition=transition,
             initial=np.full(k, 1.0 / k))
+        if self.distribution == "student_t":
+            parameters["df"] = np.full(shapes["log_df"], self.INITIAL_DF)
+        return parameters
 
     def _weights_from_parameters(self, level, ar=None, scale=None,
-                                 transition=None, initial=None):
+                                 transition=None, initial=None, df=None):
         """The raw weight values (float64 NumPy) of natural parameters: the
         inverse of `_parameters_from_weights`. Parameters given as `None`
         are left out."""
@@ -510,6 +537,9 @@ class HMMSwitch(Switch):
         if transition is not None:
             raw["transition"] = np.log(
                 np.maximum(np.asarray(transition, "float64"), 1e-300))
+        if df is not None:
+            raw["log_df"] = np.log(np.maximum(
+                np.asarray(df, "float64") - self.MIN_DF, 1e-6))
         return raw
 
     def _parameters_from_weights(self, raw):
@@ -543,11 +573,17 @@ class HMMSwitch(Switch):
                 )
         elif self.order >= 1:
             params["ar"] = raw["ar"]
+        if "log_df" in raw:
+            params["df"] = self.MIN_DF + ops.exp(raw["log_df"])
         return params
 
-    def parameters(self):
-        """The HMM's parameters from the weights, as float32 tensors: what
-        the filter computes with (`log_likelihoods` takes them).
+    def parameters(self, dtype="float32"):
+        """The HMM's parameters from the weights, as tensors: what the
+        filter computes with (`log_likelihoods` takes them).
+
+        Args:
+            dtype: The float dtype to compute them in (the layer's filter:
+                float32; offline inference: the backend's widest).
 
         Returns:
             A dict: `level` `(K, F)`; with `order >= 1`, `ar`, the AR
@@ -556,12 +592,13 @@ class HMMSwitch(Switch):
             `scale_tril` `(K or 1, F, F)` (full, lower triangular);
             `log_transition` `(K, K)`, the log of P (rows); `log_initial`
             `(K,)`, the log of the first state's distribution (uniform);
-            and with `order=1` and diagonal covariance `first_log_scale`,
-            the log of the stationary scale of the first step.
+            with `order=1` and diagonal covariance `first_log_scale`,
+            the log of the stationary scale of the first step; and with
+            `distribution="student_t"`, `df` `(K or 1, F)`.
         """
         self._check_built("parameters")
         return self._parameters_from_weights({
-            name: ops.cast(getattr(self, name), "float32")
+            name: ops.cast(getattr(self, name), dtype)
             for name in self._weight_names})
 
     def get_parameters(self):
@@ -575,7 +612,9 @@ class HMMSwitch(Switch):
             AR matrices; `scale` `(K or 1, F)` scales or `(K or 1, F, F)`
             lower-triangular Cholesky factors of the covariances;
             `transition` `(K, K)` (rows sum to 1); `initial` `(K,)`, the
-            first state's distribution (uniform).
+            first state's distribution (uniform); with
+            `distribution="student_t"`, `df` `(K or 1, F)`, the degrees of
+            freedom.
 
         Example:
 
@@ -589,10 +628,14 @@ class HMMSwitch(Switch):
                   for name, value in self.parameters().items()}
         scale = (np.exp(params["log_scale"]) if self.covariance == "diagonal"
                  else params["scale_tril"])
-        return dict(level=params["level"], ar=params.get("ar"), scale=scale,
-                    transition=np.exp(params["log_transition"]),
-                    # Uniform (`log_initial` is float32: this is exact).
-                    initial=np.full(self.num_states, 1.0 / self.num_states))
+        natural = dict(
+            level=params["level"], ar=params.get("ar"), scale=scale,
+            transition=np.exp(params["log_transition"]),
+            # Uniform (`log_initial` is float32: this is exact).
+            initial=np.full(self.num_states, 1.0 / self.num_states))
+        if "df" in params:
+            natural["df"] = params["df"]
+        return natural
 
     def is_at_initial_parameters(self):
         """Whether the weights are still those of a new switch: neither
@@ -625,8 +668,11 @@ class HMMSwitch(Switch):
             `(..., K, F)` (`(K, F)` with `order=0`).
         """
         level = params["level"]
+        # Per-step shifts of the means (a forecasting head's, from the
+        # past), `(..., K, F)`.
+        offset = params.get("loc_offset", 0.0)
         if self.order == 0:
-            return level
+            return level + offset
         features = level.shape[-1]
         # The deviation of each observed lag from each state's level.
         mask = ops.repeat(observed, features, axis=-1)
@@ -635,11 +681,11 @@ class HMMSwitch(Switch):
                      ) * ops.expand_dims(mask, -2)       # (..., K, pF)
         if self.covariance == "diagonal":
             terms = deviation * params["ar"]
-            mean = level
+            mean = level + offset
             for i in range(self.order):
                 mean = mean + terms[..., i * features:(i + 1) * features]
             return mean
-        return level + ops.squeeze(
+        return level + offset + ops.squeeze(
             ops.matmul(ops.expand_dims(deviation, -2), params["ar"]), -2)
 
     def log_likelihoods(self, params, x, lags, observed):
@@ -666,6 +712,11 @@ class HMMSwitch(Switch):
                 first = 1.0 - ops.expand_dims(observed, -2)
                 log_scale = log_scale + first * (
                     params["first_log_scale"] - params["log_scale"])
+            # Per-step shifts of the log scales (a forecasting head's).
+            log_scale = log_scale + params.get("log_scale_offset", 0.0)
+            if "df" in params:
+                return ops.sum(_distributions.student_t_log_prob(
+                    residual, params["df"], 0.0, ops.exp(log_scale)), -1)
             z = residual * ops.exp(-log_scale)
             return -ops.sum(0.5 * z * z + log_scale, axis=-1) - (
                 0.5 * features * math.log(2 * math.pi))
@@ -705,12 +756,11 @@ class HMMSwitch(Switch):
             return ops.convert_to_tensor(np.asarray(value, dtype=dtype))
 
         if parameters is None:
-            raw = {name: ops.cast(getattr(self, name), dtype)
-                   for name in self._weight_names}
+            params = self.parameters(dtype)
         else:
-            raw = {name: tensor(value) for name, value in
-                   self._weights_from_parameters(**parameters).items()}
-        params = self._parameters_from_weights(raw)
+            params = self._parameters_from_weights({
+                name: tensor(value) for name, value in
+                self._weights_from_parameters(**parameters).items()})
         lags, observed = _inference.lagged(np.asarray(x, "float64"), self.order)
         return ops.convert_to_numpy(self.log_likelihoods(
             params, tensor(x), tensor(lags), tensor(observed))
@@ -766,7 +816,7 @@ class HMMSwitch(Switch):
         return carry
 
     def set_parameters(self, level, ar=None, scale=None, transition=None,
-                       initial=None):
+                       initial=None, df=None):
         """Sets the weights from natural parameters (NumPy).
 
         What `MarkovLSTM.adapt` calls with its fit; also the way to load
@@ -783,6 +833,8 @@ class HMMSwitch(Switch):
             transition: `(K, K)` row-stochastic transition matrix.
             initial: `None`, or `(K,)` uniform: the filter always starts
                 from the uniform distribution.
+            df: With `distribution="student_t"`: `(K or 1, F)` degrees of
+                freedom, each above `MIN_DF` = 2.
 
         Example:
 
@@ -806,6 +858,7 @@ class HMMSwitch(Switch):
             ("scale", scale, "log_scale" if self.covariance == "diagonal"
              else "scale_tril"),
             ("transition", transition, "transition"),
+            ("df", df, "log_df"),
         ):
             if value is None:
                 continue
@@ -825,7 +878,12 @@ class HMMSwitch(Switch):
                 "Argument `initial`: the hmm switch's filter starts every "
                 f"sequence from the uniform distribution, [1/{k}] * {k}. "
                 f"Received: initial={np.asarray(initial).tolist()}.")
-        raw = self._weights_from_parameters(level, ar, scale, transition)
+        if df is not None and np.any(np.asarray(df) <= self.MIN_DF):
+            raise ValueError(
+                f"Argument `df` must be above {self.MIN_DF}. Received: "
+                f"df={np.asarray(df).tolist()}.")
+        raw = self._weights_from_parameters(level, ar, scale, transition,
+                                            df=df)
         for name, value in raw.items():
             getattr(self, name).assign(value.astype("float32"))
 
@@ -851,7 +909,7 @@ def get(identifier, markov_transition=False):
     Example:
 
     >>> keras_mrnn.switches.get("hmm")
-    HMMSwitch(order=1, switching_ar=True, switching_scale=True, covariance='diagonal', task_gradient=True)
+    HMMSwitch(order=1, switching_ar=True, switching_scale=True, covariance='diagonal', task_gradient=True, distribution='normal')
     """
     markov_transition = check.boolean("markov_transition", markov_transition)
     if isinstance(identifier, dict):

@@ -15,11 +15,11 @@ def numpy_markov_step(x, h, c, z_prev, cell, switch="argmax"):
     with the K LSTMs taken one by one from `lstm_weights` and the switch
     weights read from the trailing columns."""
     K = cell.num_states
-    logits = (x @ cell.switch_kernel.numpy()
-              + h @ cell.switch_recurrent_kernel.numpy()
-              + cell.switch_bias.numpy())
+    logits = (x @ cell.switch.kernel.numpy()
+              + h @ cell.switch.recurrent_kernel.numpy()
+              + cell.switch.bias.numpy())
     if z_prev is not None:
-        logits = logits + z_prev @ cell.transition_kernel.numpy()
+        logits = logits + z_prev @ cell.switch.transition_kernel.numpy()
     q = softmax(logits)
     if switch == "argmax":
         z = np.eye(K)[q.argmax(-1)]
@@ -96,7 +96,7 @@ def test_markov_transition_matches_numpy_over_two_steps():
                           inference_switch="expected")
     cell.build((2, 3))
     randomize(cell, scale=1, names=BIASES)
-    cell.transition_kernel.assign(
+    cell.switch.transition_kernel.assign(
         rng.normal(size=(3, 3)).astype("float32") * 3)
     assert cell.state_size == [4, 4, 3]
     x = rng.normal(size=(2, 2, 3)).astype("float32")
@@ -170,7 +170,7 @@ def test_straight_through_is_one_hot_with_gradient():
         loss = tf.reduce_sum(h ** 2)
     z = z.numpy()
     assert set(np.unique(z)) <= {0.0, 1.0}
-    grad = tape.gradient(loss, layer.cell.switch_kernel).numpy()
+    grad = tape.gradient(loss, layer.cell.switch.kernel).numpy()
     assert np.abs(grad).sum() > 0  # the switch learns through the hard z
 
 
@@ -209,9 +209,9 @@ def test_gradients_reach_every_lstm_and_the_switch():
         loss = tf.reduce_sum(layer(x, training=True) ** 2)
     cell = layer.cell
     grads = tape.gradient(loss, [cell.kernel, cell.recurrent_kernel,
-                                 cell.bias, cell.switch_kernel,
-                                 cell.switch_recurrent_kernel,
-                                 cell.switch_bias])
+                                 cell.bias, cell.switch.kernel,
+                                 cell.switch.recurrent_kernel,
+                                 cell.switch.bias])
     K, m = 3, 4
     for grad in grads[:3]:
         grad = grad.numpy()

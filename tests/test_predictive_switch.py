@@ -35,11 +35,11 @@ def numpy_predictive_step(x, h, c, cell):
     argmax switch and log p(x_t | past).
     """
     k_states, features = cell.num_states, x.shape[-1]
-    prior = (h @ cell.switch_recurrent_kernel.numpy().astype("float64")
-             + cell.switch_bias.numpy())
-    mean = (h @ cell.switch_mean_kernel.numpy().astype("float64")
-            + cell.switch_mean_bias.numpy()).reshape(-1, k_states, features)
-    scale = np.exp(cell.switch_log_scale.numpy().astype("float64"))
+    prior = (h @ cell.switch.recurrent_kernel.numpy().astype("float64")
+             + cell.switch.bias.numpy())
+    mean = (h @ cell.switch.mean_kernel.numpy().astype("float64")
+            + cell.switch.mean_bias.numpy()).reshape(-1, k_states, features)
+    scale = np.exp(cell.switch.log_scale.numpy().astype("float64"))
     log_density = normal_log_pdf(x[:, None, :], mean, scale).sum(axis=-1)
     logits = prior + log_density
     log_evidence = logsumexp(logits) - logsumexp(prior)
@@ -135,8 +135,8 @@ def test_input_likelihood_trains_the_predictive_densities():
         layer(x, training=True)
         loss = layer.losses[0]
     cell = layer.cell
-    weights = [cell.switch_mean_kernel, cell.switch_mean_bias,
-               cell.switch_log_scale, cell.switch_recurrent_kernel,
+    weights = [cell.switch.mean_kernel, cell.switch.mean_bias,
+               cell.switch.log_scale, cell.switch.recurrent_kernel,
                cell.recurrent_kernel]
     for weight, grad in zip(weights, tape.gradient(loss, weights)):
         assert grad is not None and np.any(np.abs(grad) > 0), weight.name
