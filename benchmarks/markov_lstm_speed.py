@@ -30,13 +30,18 @@ Runs unchanged on a GPU (the device and the backend's version are printed
 first).
 """
 
-import argparse
 import json
 import math
 import os
-import platform
 import statistics
+import sys
 import time
+
+# The --help layout and the device look-up the examples use
+# (examples/_common.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "examples"))
+import _common  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The jit modes measured on each backend, and why the others are not.
@@ -60,24 +65,36 @@ SWITCH_MODELS = [
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.argument_parser(__doc__)
     default_backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     parser.add_argument("--backend", choices=BACKENDS, default=default_backend,
-                        help="Keras backend (default: $KERAS_BACKEND, else "
-                             "tensorflow)")
+                        help="Keras backend: $KERAS_BACKEND when set, else "
+                             "tensorflow.")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny run (seconds) to check the script works")
-    parser.add_argument("--repeats", type=int, default=5)
+                        help="Tiny run (seconds) to check that the script "
+                             "works: batch 8, sequences of 5 steps, 2 "
+                             "repeats of one training step (--switches: "
+                             "adapt on 20 sequences of 30 steps, 2 "
+                             "restarts).")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="Timed repeats of each configuration; the "
+                             "table shows their median.")
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS,
-                        choices=DEFAULT_MODELS + SWITCH_MODELS)
+                        choices=DEFAULT_MODELS + SWITCH_MODELS,
+                        metavar="MODEL",
+                        help="Models to time, by their names in the table: "
+                             + "; ".join(DEFAULT_MODELS + SWITCH_MODELS)
+                             + ".")
     parser.add_argument("--switches", action="store_true",
-                        help="time LSTM(128) and MarkovLSTM with each switch "
-                             "instead, and MarkovLSTM.adapt")
-    parser.add_argument("--lengths", nargs="*", type=int, default=[28, 500])
+                        help="Time LSTM(128), MarkovLSTM(128, K=4) and "
+                             "MarkovLSTM with each other switch instead of "
+                             "--models, and MarkovLSTM.adapt.")
+    parser.add_argument("--lengths", nargs="*", type=int, default=[28, 500],
+                        help="Sequence lengths (time steps) to time.")
     parser.add_argument("--jit", nargs="*", choices=["off", "on"],
-                        help="jit modes (default: those of the backend, see "
-                             "above)")
-    parser.add_argument("--json", help="also write the results to this file")
+                        help="jit_compile modes to time (default: those of "
+                             "the backend, see above).")
+    parser.add_argument("--json", help="Also write the results to this file.")
     args = parser.parse_args(argv)
     # argparse checks choices on given values only, not on the default.
     if args.backend not in BACKENDS:
@@ -191,32 +208,10 @@ MODELS = {
 assert set(MODELS) == set(DEFAULT_MODELS + SWITCH_MODELS)
 
 
-def _cpu_name():
-    return (f"CPU: {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores")
-
-
 def device_name():
-    """The device Keras's backend computes on."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU: {details.get('device_name', gpus[0].name)}"
-    elif BACKEND == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform != "cpu":
-            return f"{device.platform.upper()}: {device.device_kind}"
-    elif BACKEND == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"GPU: {torch.cuda.get_device_name(0)}"
-    return _cpu_name()
+    """The device Keras's backend computes on: its first GPU, else the CPU."""
+    gpus = _common.gpu_names(BACKEND)
+    return f"GPU: {gpus[0]}" if gpus else f"CPU: {_common.cpu_name()}"
 
 
 def backend_version():

@@ -116,10 +116,16 @@ CONFIGS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="small data, 2 restarts (seconds)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="Small data (20 sequences of 40 steps) and 2 "
+                             "restarts of adapt: seconds, to check that the "
+                             "script works.")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of the synthetic data, of adapt's starts "
+                             "and of the peers' fits (default: 0).")
     args = parser.parse_args()
     n, steps = (20, 40) if args.quick else (500, 100)
     restarts = 2 if args.quick else 10

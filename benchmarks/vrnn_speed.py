@@ -46,13 +46,25 @@ def build_lstm(units, steps, features):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--lengths", nargs="*", type=int, default=[28])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="Tiny run (seconds) to check that the script "
+                             "works: batch 8, 16 units, sequences of 5 "
+                             "steps, 2 repeats of one training step.")
+    parser.add_argument("--units", type=int, default=128,
+                        help="Units of the VRNN and of the LSTM "
+                             "(default: 128).")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="Timed repeats of each configuration; the "
+                             "table shows their median (default: 5).")
+    parser.add_argument("--lengths", nargs="*", type=int, default=[28],
+                        help="Sequence lengths (time steps) to time "
+                             "(default: 28).")
     parser.add_argument("--jit", nargs="*", default=["off", "on"],
-                        choices=["off", "on"])
+                        choices=["off", "on"],
+                        help="jit_compile modes to time (default: off on).")
     args = parser.parse_args()
     batch, features, units = 150, 28, args.units
     lengths, repeats = args.lengths, args.repeats

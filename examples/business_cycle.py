@@ -29,24 +29,13 @@ smoothed probabilities and the Viterbi path.
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and each flag's default when it has one."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
+import _common  # examples/_common.py: the boilerplate the examples share
 
 
-parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=HelpFormatter
-)
+parser = _common.argument_parser(__doc__)
 parser.add_argument("--epochs", type=int, default=100,
                     help="Training epochs (one sequence: one step each).")
 parser.add_argument("--batch-size", type=int, default=1,
@@ -70,46 +59,19 @@ parser.add_argument("--statsmodels", action=argparse.BooleanOptionalAction,
                     default=True,
                     help="Fit statsmodels' MarkovAutoregression too, when "
                          "it is installed.")
-parser.add_argument("--jit-compile", choices=["auto", "on", "off"],
-                    default="auto", help="XLA compilation of the train step.")
-parser.add_argument("--mixed-precision", action="store_true",
-                    help="Compute in float16 (mixed_float16 policy).")
-args = parser.parse_args()
-if args.quick:
-    parser.set_defaults(epochs=3, restarts=2)
-    args = parser.parse_args()
+_common.add_compile_flags(parser)  # --jit-compile, --mixed-precision
+# --quick: smaller defaults; flags given on the command line still win.
+args = _common.parse_args(parser, epochs=3, restarts=2)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras (and its backend) is imported after parsing, so that --help answers
+# at once. set_up: quiet TensorFlow logs, figures off screen, the output
+# folder, the seed, --mixed-precision, and the device line.
+device = _common.set_up(args)
 
 import keras  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_mrnn  # noqa: E402
-
-matplotlib.use("Agg")
-os.makedirs(args.output_dir, exist_ok=True)
-keras.utils.set_random_seed(args.seed)
-if args.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-# The GPUs the backend sees (TensorFlow, the default, or KERAS_BACKEND's).
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
-
-    gpus = [tf.config.experimental.get_device_details(gpu).get(
-        "device_name", gpu.name) for gpu in tf.config.list_physical_devices("GPU")]
-elif keras.backend.backend() == "jax":
-    import jax
-
-    gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-else:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i)
-            for i in range(torch.cuda.device_count())]
-device = ", ".join(gpus) or f"CPU ({platform.processor() or platform.machine()}, " \
-    f"{os.cpu_count()} cores)"
-print(f"Device: {device}; Keras backend: {keras.backend.backend()}")
 
 # --------------------------------------------------------------------- data
 growth, quarters, recession = keras_mrnn.datasets.load_gnp()
@@ -168,9 +130,10 @@ def train(model):
                      "off": False}[args.jit_compile],
     )
     start = time.time()
+    # verbose=2: one line per epoch (an epoch is one step, the one series).
     history = model.fit(x_all[:, :train_steps], y_all[:, :train_steps],
                         batch_size=args.batch_size, epochs=args.epochs,
-                        verbose=0)
+                        verbose=2)
     seconds = time.time() - start
     # Called on the whole series, not `predict`: one sequence, and a new
     # `predict` function per model would retrace for nothing.
@@ -282,10 +245,24 @@ fig = keras_mrnn.plotting.plot_regimes(
     growth, recession.astype(int),
     q=np.stack([1 - filtered, filtered], -1),
     smoothed=np.stack([1 - smoothed, smoothed], -1),
-    viterbi=path.astype(int), regime_name="NBER recession",
+    viterbi=path.astype(int), regime_name="NBER\nrecession",
+    figsize=(10, 6.5),
     title=f"US real GNP growth, {quarters[0]}-{quarters[-1]}: filtered "
           f"P(recession) accuracy {results['markov']['filtered']['accuracy']:.3f}"
           f" (row 1: recession)")
+# The time axis in years: step t is the t-th quarter from quarters[0]
+# ("1951Q2") and spans t - 0.5 to t + 0.5, so a year starts half a step
+# before its first quarter. A labelled tick every 5 years, a small one
+# every year.
+first_year, first_quarter = int(quarters[0][:4]), int(quarters[0][-1])
+years = range(first_year + 1, int(quarters[-1][:4]) + 1)
+starts = [4 * (year - first_year) - first_quarter + 0.5 for year in years]
+panels = fig.axes[:-1]  # the last axes is the colour bar's
+panels[-1].set_xticks(starts, minor=True)
+panels[-1].set_xticks([x for x, year in zip(starts, years) if year % 5 == 0],
+                      [str(year) for year in years if year % 5 == 0])
+panels[-1].set_xlabel("year")
+panels[0].set_ylabel("growth (%)")
 fig.savefig(os.path.join(args.output_dir, "business_cycle.png"), dpi=100)
 print(f"Saved the model, metrics.json and business_cycle.png in "
       f"{args.output_dir}.")

@@ -32,24 +32,13 @@ predictive` (states predict the input from h_{t-1}) and `--switch linear`
 import argparse
 import json
 import os
-import platform
 import time
+
+import _common  # examples/_common.py: the boilerplate the examples share
 
 
 # ---------------------------------------------------------------- arguments
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and each flag's default when it has one."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
-parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=HelpFormatter
-)
+parser = _common.argument_parser(__doc__)
 parser.add_argument("--epochs", type=int, default=20,
                     help="Training epochs (both models).")
 parser.add_argument("--batch-size", type=int, default=64,
@@ -99,49 +88,21 @@ parser.add_argument("--learning-rate", type=float, default=3e-3,
                     help="Adam learning rate (both models).")
 parser.add_argument("--clipnorm", type=float, default=1.0,
                     help="Gradient clipping (Keras clipnorm, per variable).")
-parser.add_argument("--jit-compile", choices=["auto", "on", "off"],
-                    default="auto", help="XLA compilation of the train step.")
-parser.add_argument("--mixed-precision", action="store_true",
-                    help="Compute in float16 (mixed_float16 policy).")
-args = parser.parse_args()
-if args.quick:
-    # Smaller defaults; flags given on the command line still win.
-    parser.set_defaults(train_sequences=200, test_sequences=50, num_steps=40,
-                        epochs=1, units=8)
-    args = parser.parse_args()
+_common.add_compile_flags(parser)  # --jit-compile, --mixed-precision
+# --quick: smaller defaults; flags given on the command line still win.
+args = _common.parse_args(parser, train_sequences=200,
+                           test_sequences=50, num_steps=40, epochs=1,
+                           units=8)
 
-# Keras (and its backend) is imported after parsing, so that --help answers at once.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras (and its backend) is imported after parsing, so that --help answers
+# at once. set_up: quiet TensorFlow logs, figures off screen, the output
+# folder, the seed, --mixed-precision, and the device line.
+device = _common.set_up(args)
 
 import keras  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_mrnn  # noqa: E402
-
-matplotlib.use("Agg")
-os.makedirs(args.output_dir, exist_ok=True)
-keras.utils.set_random_seed(args.seed)
-if args.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-# The GPUs the backend sees (TensorFlow, the default, or KERAS_BACKEND's).
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
-
-    gpus = [tf.config.experimental.get_device_details(gpu).get(
-        "device_name", gpu.name) for gpu in tf.config.list_physical_devices("GPU")]
-elif keras.backend.backend() == "jax":
-    import jax
-
-    gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-else:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i)
-            for i in range(torch.cuda.device_count())]
-device = ", ".join(gpus) or f"CPU ({platform.processor() or platform.machine()}, " \
-    f"{os.cpu_count()} cores)"
-print(f"Device: {device}; Keras backend: {keras.backend.backend()}")
 
 # --------------------------------------------------------------------- data
 # Inputs are x_0..x_{T-1}, targets x_1..x_T; the regime of input step t is

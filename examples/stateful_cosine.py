@@ -28,23 +28,12 @@ a stateful model.
 import argparse
 import json
 import os
-import platform
 import time
 
+import _common  # examples/_common.py: the boilerplate the examples share
+
 # ---------------------------------------------------------------- arguments
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and each flag's default when it has one."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
-parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=HelpFormatter
-)
+parser = _common.argument_parser(__doc__)
 parser.add_argument("--cell", choices=["markov", "lstm", "vrnn"],
                     default="markov",
                     help="Recurrent layers: Markov LSTM, keras LSTM baseline,"
@@ -72,7 +61,7 @@ parser.add_argument("--temperature", type=float, default=1.0,
                     help="Initial Gumbel-softmax temperature (markov). 1.0, "
                          "not the reference's 5.0: with the straight-through "
                          "switch 5.0 measured a test MSE about twice as "
-                         "large (README results).")
+                         "large (docs/results.md).")
 parser.add_argument("--temperature-rate", type=float, default=0.1,
                     help="Decay per epoch: tau = max(T0 * exp(-rate * epoch),"
                          " min).")
@@ -93,49 +82,20 @@ parser.add_argument("--latent-dim", type=int, default=8,
 parser.add_argument("--contiguous-streams", action="store_true",
                     help="Feed each state row a contiguous stretch of the "
                          "series (make_stateful_batches).")
-parser.add_argument("--jit-compile", choices=["auto", "on", "off"],
-                    default="auto", help="XLA compilation of the train step.")
-parser.add_argument("--mixed-precision", action="store_true",
-                    help="Compute in float16 (mixed_float16 policy).")
-args = parser.parse_args()
-if args.quick:
-    # Smaller defaults; flags given on the command line still win.
-    parser.set_defaults(num_points=1000, epochs=1)
-    args = parser.parse_args()
+_common.add_compile_flags(parser)  # --jit-compile, --mixed-precision
+# --quick: smaller defaults; flags given on the command line still win.
+args = _common.parse_args(parser, num_points=1000, epochs=1)
 args.output_dir = args.output_dir or f"outputs/stateful_cosine_{args.cell}"
 
-# Keras (and its backend) is imported after parsing, so that --help answers at once.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras (and its backend) is imported after parsing, so that --help answers
+# at once. set_up: quiet TensorFlow logs, figures off screen, the output
+# folder, the seed, --mixed-precision, and the device line.
+device = _common.set_up(args)
 
 import keras  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_mrnn  # noqa: E402
-
-matplotlib.use("Agg")
-os.makedirs(args.output_dir, exist_ok=True)
-keras.utils.set_random_seed(args.seed)
-if args.mixed_precision:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-# The GPUs the backend sees (TensorFlow, the default, or KERAS_BACKEND's).
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
-
-    gpus = [tf.config.experimental.get_device_details(gpu).get(
-        "device_name", gpu.name) for gpu in tf.config.list_physical_devices("GPU")]
-elif keras.backend.backend() == "jax":
-    import jax
-
-    gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-else:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i)
-            for i in range(torch.cuda.device_count())]
-device = ", ".join(gpus) or f"CPU ({platform.processor() or platform.machine()}, " \
-    f"{os.cpu_count()} cores)"
-print(f"Device: {device}; Keras backend: {keras.backend.backend()}")
 
 # --------------------------------------------------------------------- data
 x, y = keras_mrnn.datasets.stateful_cosine(args.num_points, lahead=args.lahead)

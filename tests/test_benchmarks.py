@@ -4,6 +4,7 @@ Timings are never asserted (see the README's Speed section): only that the
 scripts run and report finite, positive figures.
 """
 
+import ast
 import importlib.util
 import json
 import math
@@ -112,3 +113,23 @@ def test_regime_recovery_quick():
         "correlated (2 features)", "GNP (NBER recessions)"}
     assert all(0 <= v <= 1 for figures in results.values()
                for v in figures.values())
+
+
+@pytest.mark.parametrize("script", [
+    "markov_lstm_speed.py", "regime_recovery.py", "vrnn_speed.py"])
+def test_help_describes_every_flag(script):
+    path = os.path.join(ROOT, "benchmarks", script)
+    out = run_python(path, "--help", timeout=120).stdout
+    # The whole docstring, not its first line (cut mid-sentence in one).
+    with open(path) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    for line in (doc.splitlines()[0], doc.strip().splitlines()[-1]):
+        assert line.strip() in out
+    # Each option has a help text: on its line, or on the next, indented.
+    options = out.split("options:\n", 1)[1].splitlines()
+    for i, line in enumerate(options):
+        if line.startswith("  -"):
+            following = options[i + 1] if i + 1 < len(options) else ""
+            assert "  " in line.strip() or (
+                following.startswith(" " * 8)
+                and not following.lstrip().startswith("-")), line

@@ -203,6 +203,8 @@ def test_business_cycle_quick(tmp_path, statsmodels):
     out = run_example("business_cycle.py", "--quick", "--output-dir",
                       str(output), env=env)
     assert "NBER recession quarters" in out and "MarkovLSTM(8, K=2)" in out
+    # Keras's progress, as in the other examples (--quick: 3 epochs).
+    assert "Epoch 3/3" in out
     assert ("statsmodels MarkovAutoregression" in out) == (
         statsmodels == "installed")
     metrics = check_outputs(output, ["business_cycle.png"])
