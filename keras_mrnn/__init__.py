@@ -2,6 +2,8 @@
 
 Public API:
     MarkovLSTMCell, MarkovLSTM: the Markov LSTM of Kuo & Chien (2018).
+    RegimeMixture: the next step's distribution, a mixture over the
+        regimes of an HMMSwitch's model (a forecasting head).
     VRNNCell, VRNN: the variational RNN of Chung et al. (2015).
     reset_states: reset every stateful layer of a model.
     callbacks: GumbelTemperatureScheduler, KLWarmup, ResetStates,
@@ -22,6 +24,7 @@ from keras_mrnn import stateful
 from keras_mrnn import switches
 from keras_mrnn.markov_lstm import MarkovLSTM
 from keras_mrnn.markov_lstm import MarkovLSTMCell
+from keras_mrnn.regime_mixture import RegimeMixture
 from keras_mrnn.stateful import reset_states
 from keras_mrnn.vrnn import VRNN
 from keras_mrnn.vrnn import VRNNCell
@@ -31,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MarkovLSTM",
     "MarkovLSTMCell",
+    "RegimeMixture",
     "VRNN",
     "VRNNCell",
     "callbacks",
