@@ -415,6 +415,11 @@ class SteppedRNN:
         )
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        if mask is not None:
+            # Keras's loop would fail deep inside, on each backend its own
+            # way, or take a (batch, time, 1) mask silently.
+            shape = mask.shape if hasattr(mask, "shape") else np.shape(mask)
+            check.mask_shape(self.name, shape, sequences.shape)
         if self.unroll and sequences.shape[1] is None:
             raise ValueError(
                 "Cannot unroll an RNN whose time dimension is undefined: give "

@@ -101,3 +101,28 @@ def sequence_shape(layer_name, shape):
             f"Layer '{layer_name}' needs a known number of features (the last "
             f"dimension of its input). Received input with shape {shape}."
         )
+
+
+def _dims(shape):
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def mask_shape(layer_name, mask_shape, inputs_shape):
+    """Checks that a `mask` is `(batch, time)` for inputs `(batch, time,
+    ...)`. Only known dimensions are compared: a `None` one, or a
+    `mask_shape` of unknown rank (TensorFlow), passes."""
+    try:
+        received = _dims(mask_shape)
+    except (TypeError, ValueError):  # A TensorShape of unknown rank.
+        return
+    inputs_shape = _dims(inputs_shape)
+    expected = inputs_shape[:2]
+    if len(received) != 2 or any(
+        r is not None and e is not None and r != e
+        for r, e in zip(received, expected)
+    ):
+        raise ValueError(
+            f"Layer '{layer_name}': `mask` must have shape (batch, time) = "
+            f"{expected}. Received shape {received}. The inputs have shape "
+            f"{inputs_shape}."
+        )
