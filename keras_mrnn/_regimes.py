@@ -10,10 +10,12 @@ parameters), then run EM (`_em.fit`) or exact inference
 """
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from keras import ops
 
+from keras_mrnn import _backend
 from keras_mrnn import _em
 from keras_mrnn import _inference
 from keras_mrnn import _validation as check
@@ -46,6 +48,35 @@ def _dataset_inputs(name, method, dataset, mask):
             "with a mask) instead."
         )
     return batches
+
+
+class RegimeForecast(NamedTuple):
+    """What `MarkovLSTM.forecast` returns (NumPy float64), for N sequences,
+    H steps ahead, F features, K states.
+
+    Attributes:
+        regime_probabilities: `(N, H, K)`, `p(s_{T+h} | x_1, ..., x_T)`,
+            exact (the filter at T times `P^h`).
+        mean: `(N, H, F)`, the predictive mean of `x_{T+h}`.
+        quantiles: `(Q, N, H, F)`, its quantiles at `quantile_levels`.
+        quantile_levels: `(Q,)`.
+        samples: `(num_samples, N, H, F)`, sample paths (ancestral
+            sampling: a regime, then a value, fed back as the next lag).
+        exact: `(H,)` booleans: whether `mean` and `quantiles` at that
+            horizon are the closed-form mixture's (one step ahead always;
+            every step with `order=0`), else the sample paths'.
+        one_step: The predictive distribution of `x_{T+1}`, a
+            `keras_mrnn.forecasting.PredictiveMixture` of batch shape
+            `(N, F)` (each feature's marginal).
+    """
+
+    regime_probabilities: np.ndarray
+    mean: np.ndarray
+    quantiles: np.ndarray
+    quantile_levels: np.ndarray
+    samples: np.ndarray
+    exact: np.ndarray
+    one_step: object
 
 
 class RegimeAnalysis:
@@ -319,3 +350,165 @@ class RegimeAnalysis:
         parameters = switch.get_parameters()
         return (parameters["initial"], parameters["transition"],
                 log_likelihoods, mask)
+
+    # ------------------------------------------------------- forecasts
+    def forecast(self, x, horizon=1, num_samples=1000,
+                 quantiles=(0.05, 0.5, 0.95), mask=None, seed=None):
+        """Forecasts the inputs under the hmm switch's model, as
+        distributions (a Markov-switching VAR forecast).
+
+        After the filter has read each sequence, the next step's regime is
+        `p(s_{T+1} | x_1..x_T) = q_T P` and the next value is the mixture of
+        the states' emissions, weighted by it: exact one step ahead. H
+        steps ahead the regime probabilities are `q_T P^h` (exact); the
+        values are mixtures again with `order=0` (exact), and otherwise
+        come from sample paths (sample the regime, sample the value, feed
+        it back as a lag).
+
+        Args:
+            x: Inputs `(batch, time, features)`, the history of each
+                sequence, as `regime_probabilities` takes them (not a
+                dataset).
+            horizon: Positive integer H, the number of steps ahead.
+            num_samples: Positive integer, the sample paths per sequence.
+            quantiles: Levels in (0, 1) of the returned quantiles.
+            mask: Optional boolean `(batch, time)`; the forecast starts
+                after each sequence's last valid step.
+            seed: Integer seed of the sample paths, or `None`.
+
+        Returns:
+            A `RegimeForecast`: regime probabilities, predictive mean,
+            quantiles and sample paths of every future step, and the
+            one-step predictive distribution.
+
+        Example:
+
+        >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+        >>> x, _ = process.sample(20, 100, seed=0)
+        >>> layer = keras_mrnn.MarkovLSTM(4, num_states=3, switch="hmm")
+        >>> _ = layer.adapt(x, restarts=2, seed=0)
+        >>> result = layer.forecast(x[:2], horizon=5, num_samples=200, seed=1)
+        >>> result.regime_probabilities.shape, result.samples.shape
+        ((2, 5, 3), (200, 2, 5, 1))
+        >>> float(result.one_step.log_prob(0.0)[0, 0]) < 0
+        True
+        """
+        from keras_mrnn.forecasting import PredictiveMixture
+
+        horizon, num_samples, levels, seed = check_forecast_arguments(
+            horizon, num_samples, quantiles, seed)
+        if self.go_backwards:
+            raise ValueError(
+                f"Layer '{self.name}': `forecast` forecasts forward in "
+                "time; this layer reads its sequences backwards "
+                "(go_backwards=True).")
+        initial, transition, log_likelihoods, mask = self._regime_model(
+            x, mask, "forecast")
+        switch = self.cell.switch
+        x, _ = self._hmm_inputs(x, mask, "forecast")
+        compressed, lengths = _inference.compress(x, mask)
+        short = np.flatnonzero(lengths < max(switch.order, 1))
+        if short.size:
+            raise ValueError(
+                f"Layer '{self.name}': `forecast` needs at least "
+                f"{max(switch.order, 1)} valid steps per sequence (the lags "
+                f"of HMMSwitch(order={switch.order})); sequence {short[0]} "
+                f"has {lengths[short[0]]}.")
+        filtered = _inference.hmm_filter(
+            initial, transition, log_likelihoods, mask).filtered[:, -1]
+        # p(s_{T+h} | x_1..x_T) = q_T P^h.
+        probabilities = [filtered @ transition]
+        for _ in range(1, horizon):
+            probabilities.append(probabilities[-1] @ transition)
+        probabilities = np.stack(probabilities, axis=1)         # (N, H, K)
+
+        n, features, k = x.shape[0], x.shape[-1], switch.num_states
+        order = switch.order
+        dtype = _backend.widest_float()
+        params = switch.parameters(dtype)
+        numpy = {name: ops.convert_to_numpy(value).astype("float64")
+                 for name, value in params.items()}
+        if switch.covariance == "diagonal":
+            tril = np.exp(numpy["log_scale"])[..., None] * np.eye(features)
+        else:
+            tril = numpy["scale_tril"]
+        tril = np.broadcast_to(tril, (k, features, features))
+        # Each feature's marginal scale under each state.
+        scale = np.sqrt(np.sum(tril ** 2, axis=-1))              # (K, F)
+
+        def means(lags):
+            """The states' emission means `(..., K, F)` after `lags`."""
+            if order == 0:
+                return np.broadcast_to(numpy["level"],
+                                       lags.shape[:-1] + (k, features))
+            lags_tensor = ops.convert_to_tensor(lags.astype(dtype))
+            observed = ops.ones(lags.shape[:-1] + (order,), dtype=dtype)
+            return ops.convert_to_numpy(switch.emission_mean(
+                params, lags_tensor, observed)).astype("float64")
+
+        # The last `order` valid steps of each sequence, latest first.
+        rows = np.arange(n)
+        lags = np.concatenate(
+            [compressed[rows, lengths - i] for i in range(1, order + 1)],
+            axis=-1) if order else np.zeros((n, 0))
+
+        def mixture(weights, loc):
+            """Each feature's marginal mixture: batch (N, F)."""
+            return PredictiveMixture(
+                weights=weights[:, None, :],
+                loc=np.swapaxes(loc, -1, -2),
+                scale=np.broadcast_to(scale.T, (n, features, k)))
+
+        one_step = mixture(probabilities[:, 0], means(lags))
+
+        # Sample paths: a regime, then a value, fed back as the next lag.
+        rng = np.random.default_rng(seed)
+        state = categorical(rng, np.broadcast_to(
+            probabilities[:, 0], (num_samples, n, k)))
+        path_lags = np.broadcast_to(lags, (num_samples,) + lags.shape)
+        samples = np.empty((num_samples, n, horizon, features))
+        for h in range(horizon):
+            if h:
+                state = categorical(rng, transition[state])
+            loc = np.take_along_axis(
+                means(path_lags), state[..., None, None], axis=-2)[..., 0, :]
+            noise = rng.standard_normal((num_samples, n, features))
+            value = loc + np.einsum("snij,snj->sni", tril[state], noise)
+            samples[:, :, h] = value
+            if order:
+                path_lags = np.concatenate(
+                    [value, path_lags[..., :-features]], axis=-1)
+
+        exact = np.zeros(horizon, bool)
+        exact[0] = True
+        if order == 0:
+            exact[:] = True
+        mean = samples.mean(axis=0)
+        quantile_values = np.quantile(samples, levels, axis=0)  # (Q, N, H, F)
+        for h in np.flatnonzero(exact):
+            distribution = one_step if h == 0 else mixture(
+                probabilities[:, h], means(lags))
+            mean[:, h] = distribution.mean()
+            quantile_values[:, :, h] = distribution.quantile(levels)
+        return RegimeForecast(probabilities, mean, quantile_values, levels,
+                              samples, exact, one_step)
+
+
+def check_forecast_arguments(horizon, num_samples, quantiles, seed):
+    """The forecasts' common arguments, checked: `(horizon, num_samples,
+    levels, seed)`."""
+    levels = np.atleast_1d(np.asarray(quantiles, "float64"))
+    if levels.ndim != 1 or not np.all((levels > 0) & (levels < 1)):
+        raise ValueError(
+            "Argument `quantiles` must be levels in (0, 1). Received: "
+            f"quantiles={quantiles!r}.")
+    return (check.positive_int("horizon", horizon),
+            check.positive_int("num_samples", num_samples), levels,
+            check.optional_seed("seed", seed))
+
+
+def categorical(rng, probabilities):
+    """One draw per row of `probabilities` `(..., K)`."""
+    u = rng.random(probabilities.shape[:-1])[..., None]
+    k = probabilities.shape[-1]
+    return np.minimum((u > np.cumsum(probabilities, -1)).sum(-1), k - 1)

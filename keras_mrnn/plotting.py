@@ -13,6 +13,8 @@ backend, including the headless `Agg`); save it with `fig.savefig(path)`.
 - `plot_image_grid`: a grid of images (e.g. generated or reconstructed
   digits).
 - `plot_history`: the curves of a `keras.callbacks.History`.
+- `plot_forecast`: a forecast's fan of quantiles above its future
+  regime probabilities.
 """
 
 import numpy as np
@@ -545,4 +547,97 @@ def plot_history(history, metrics=None, figsize=None):
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=8)
+    return fig
+
+
+def plot_forecast(history, forecast, sequence=0, feature=0, times=None,
+                  last=100, title=None, figsize=None):
+    """Draws a forecast as a fan chart, above its future regimes.
+
+    Top: the last `last` values of the history, then the forecast's median
+    (or mean) and the bands between its symmetric quantiles (the widest
+    lightest). Bottom: the probability of each regime at every future step
+    (stacked areas).
+
+    Args:
+        history: The history of the forecast sequence, `(time,)` or
+            `(time, features)` (or the whole batch, `(batch, time,
+            features)`, of which `sequence` is drawn).
+        forecast: What `MarkovLSTM.forecast` or `RegimeMixture.forecast`
+            returned (a `RegimeForecast`).
+        sequence: Which sequence of the forecast to draw.
+        feature: Which feature to draw.
+        times: Optional `(time + horizon,)` numbers for the x-axis (e.g.
+            years); default the step indices.
+        last: Positive integer, the number of history steps drawn.
+        title: Optional title.
+        figsize: Optional `(width, height)` in inches.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    >>> process = keras_mrnn.datasets.MarkovSwitchingAR()
+    >>> x, _ = process.sample(10, 80, seed=0)
+    >>> layer = keras_mrnn.MarkovLSTM(4, num_states=3, switch="hmm")
+    >>> _ = layer.adapt(x, restarts=2, seed=0)
+    >>> result = layer.forecast(x[:1], horizon=10, num_samples=500,
+    ...                         quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+    ...                         seed=0)
+    >>> fig = keras_mrnn.plotting.plot_forecast(x[0], result, last=40)
+    >>> len(fig.axes)
+    2
+    """
+    last = check.positive_int("last", last)
+    history = _array("history", history, (1, 2, 3))
+    if history.ndim == 3:
+        history = history[sequence]
+    if history.ndim == 1:
+        history = history[:, None]
+    history = history[:, feature]
+    levels = np.asarray(forecast.quantile_levels, "float64")
+    quantiles = np.asarray(forecast.quantiles)[:, sequence, :, feature]
+    probabilities = np.asarray(forecast.regime_probabilities)[sequence]
+    horizon, k = probabilities.shape
+    steps = len(history)
+    if times is None:
+        times = np.arange(steps + horizon, dtype="float64")
+    times = _array("times", times, (1,))
+    if len(times) != steps + horizon:
+        raise ValueError(
+            f"Argument `times` must have {steps + horizon} entries (the "
+            f"history's {steps} and the horizon's {horizon}). Received: "
+            f"times with shape {times.shape}.")
+    shown = slice(max(0, steps - last), steps)
+    future = times[steps:]
+    fig = Figure(figsize=figsize or (8.0, 4.5))
+    grid = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
+    top = fig.add_subplot(grid[0])
+    bottom = fig.add_subplot(grid[1], sharex=top)
+    top.plot(times[shown], history[shown], color="k", lw=1.0,
+             label="history")
+    # The bands between symmetric quantiles, widest first.
+    pairs = [(i, len(levels) - 1 - i) for i in range(len(levels) // 2)]
+    for rank, (low, high) in enumerate(pairs):
+        top.fill_between(
+            future, quantiles[low], quantiles[high], color="C0",
+            alpha=0.15 + 0.5 * rank / max(len(pairs), 1), lw=0,
+            label=f"{levels[high] - levels[low]:.0%} interval")
+    median = np.flatnonzero(np.isclose(levels, 0.5))
+    centre = (quantiles[median[0]] if median.size
+              else np.asarray(forecast.mean)[sequence, :, feature])
+    top.plot(future, centre, color="C0", lw=1.5,
+             label="median" if median.size else "mean")
+    top.legend(loc="upper left", fontsize="small", frameon=False)
+    top.tick_params(labelbottom=False)
+    if title:
+        top.set_title(title)
+    bottom.stackplot(future, probabilities.T,
+                     colors=[f"C{i + 1}" for i in range(k)],
+                     labels=[f"regime {i}" for i in range(k)])
+    bottom.set_ylim(0, 1)
+    bottom.set_ylabel("P(regime)")
+    bottom.legend(loc="upper left", fontsize="x-small", ncol=k,
+                  frameon=False)
     return fig

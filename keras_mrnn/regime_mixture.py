@@ -19,6 +19,9 @@ from keras import ops
 from keras_mrnn import _em
 from keras_mrnn import _validation as check
 from keras_mrnn import switches
+from keras_mrnn._regimes import RegimeForecast
+from keras_mrnn._regimes import categorical
+from keras_mrnn._regimes import check_forecast_arguments
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -320,6 +323,92 @@ class RegimeMixture(keras.layers.Layer):
         self.switch.set_parameters(**parameters)
         return log_likelihood
 
+    def forecast(self, model, x, horizon=1, num_samples=1000,
+                 quantiles=(0.05, 0.5, 0.95), seed=None):
+        """Forecasts after the histories `x`, as distributions.
+
+        One step ahead the forecast is the layer's last output, exact. H
+        steps ahead the regime probabilities are `p(s_{T+1} | x_1..x_T)
+        P^(h-1)` (exact), and the values come from sample paths: the model
+        is run again on each history extended by its sampled values (a
+        regime, then a value, fed back), so give it the recent history
+        its summary needs, not more.
+
+        Args:
+            model: A Keras model from `x` to this layer's outputs.
+            x: NumPy `(batch, time, features)`, the histories.
+            horizon: Positive integer H, the number of steps ahead.
+            num_samples: Positive integer, the sample paths per sequence.
+            quantiles: Levels in (0, 1) of the returned quantiles.
+            seed: Integer seed of the sample paths, or `None`.
+
+        Returns:
+            A `RegimeForecast`, as `MarkovLSTM.forecast` returns.
+
+        Example:
+
+        >>> x = np.random.normal(size=(2, 30, 1)).astype("float32")
+        >>> inputs = keras.Input((None, 1))
+        >>> head = keras_mrnn.RegimeMixture(num_states=2)
+        >>> model = keras.Model(inputs, head(inputs))
+        >>> result = head.forecast(model, x, horizon=3, num_samples=100,
+        ...                        seed=0)
+        >>> result.samples.shape, result.regime_probabilities.shape
+        ((100, 2, 3, 1), (2, 3, 2))
+        """
+        horizon, num_samples, levels, seed = check_forecast_arguments(
+            horizon, num_samples, quantiles, seed)
+        x = np.asarray(ops.convert_to_numpy(x), "float32")
+        if x.ndim != 3 or x.shape[1] < 1:
+            raise ValueError(
+                f"Layer '{self.name}': `forecast` expects histories `x` of "
+                f"shape (batch, time, features), time >= 1. Received shape "
+                f"{x.shape}.")
+        n, _, features = x.shape
+        transition = self.switch.get_parameters()["transition"]
+
+        def last_step(histories):
+            outputs = model.predict(histories, verbose=0,
+                                    batch_size=min(len(histories), 4096))
+            return self.distribution(outputs[:, -1])      # (batch, F)
+
+        one_step = last_step(x)
+        weights = one_step.weights[:, 0]                   # (N, K)
+        probabilities = [weights]
+        for _ in range(1, horizon):
+            probabilities.append(probabilities[-1] @ transition)
+        probabilities = np.stack(probabilities, axis=1)
+
+        rng = np.random.default_rng(seed)
+        paths = np.repeat(x[None], num_samples, 0).reshape(
+            (num_samples * n,) + x.shape[1:])
+        distribution = None
+        samples = np.empty((num_samples, n, horizon, features))
+        for h in range(horizon):
+            distribution = (last_step(paths) if h else _tile(
+                one_step, num_samples))
+            state = categorical(rng, distribution.weights[:, 0])
+            pick = state[:, None, None]
+            loc = np.take_along_axis(distribution.loc, pick, -1)[..., 0]
+            scale = np.take_along_axis(distribution.scale, pick, -1)[..., 0]
+            if distribution.df is None:
+                noise = rng.standard_normal(loc.shape)
+            else:
+                df = np.broadcast_to(distribution.df, distribution.loc.shape)
+                noise = rng.standard_t(
+                    np.take_along_axis(df, pick, -1)[..., 0])
+            value = loc + scale * noise                   # (S * N, F)
+            samples[:, :, h] = value.reshape(num_samples, n, features)
+            paths = np.concatenate(
+                [paths, value[:, None].astype("float32")], axis=1)
+        mean = samples.mean(axis=0)
+        quantile_values = np.quantile(samples, levels, axis=0)
+        mean[:, 0] = one_step.mean()
+        quantile_values[:, :, 0] = one_step.quantile(levels)
+        exact = np.arange(horizon) == 0
+        return RegimeForecast(probabilities, mean, quantile_values, levels,
+                              samples, exact, one_step)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -327,3 +416,20 @@ class RegimeMixture(keras.layers.Layer):
             "switch": keras.saving.serialize_keras_object(self.switch),
             "likelihood_weight": self.likelihood_weight,
         }
+
+
+def _tile(distribution, times):
+    """`distribution` of batch `(N, F)` repeated `times` times: `(times *
+    N, F)`, the layout of the sample paths."""
+    from keras_mrnn.forecasting import PredictiveMixture
+
+    def tile(value):
+        if value is None:
+            return None
+        value = np.broadcast_to(value, distribution.loc.shape[:-1] + (
+            value.shape[-1],))
+        return np.tile(value, (times,) + (1,) * (value.ndim - 1))
+
+    return PredictiveMixture(
+        weights=tile(distribution.weights), loc=tile(distribution.loc),
+        scale=tile(distribution.scale), df=tile(distribution.df))

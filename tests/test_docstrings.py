@@ -20,20 +20,26 @@ import pytest  # noqa: E402
 import keras_mrnn  # noqa: E402
 from keras_mrnn import (  # noqa: E402
     _internals,
+    _regimes,
     _rnn,
     _stateful_guard,
+    _vrnn_analysis,
     callbacks,
     datasets,
+    forecasting,
     gumbel,
     markov_lstm,
     plotting,
+    regime_mixture,
     stateful,
     switches,
     vrnn,
 )
 
+# The private modules hold public methods (the layers' mixins) too.
 MODULES = (markov_lstm, switches, vrnn, gumbel, callbacks, stateful,
-           plotting, datasets, _rnn, _stateful_guard, _internals)
+           plotting, datasets, regime_mixture, forecasting, _regimes,
+           _vrnn_analysis, _rnn, _stateful_guard, _internals)
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # The examples print the same on every backend (run by .ci/run on each).

@@ -199,3 +199,24 @@ def test_plot_regimes_draws_the_smoother_and_the_viterbi_path():
     with pytest.raises(ValueError, match="`smoothed` must have 30 steps"):
         plotting.plot_regimes(np.arange(30.0), regimes, q[0],
                               smoothed=np.zeros((30, 2)))
+
+
+def test_plot_forecast_draws_the_fan_and_the_regimes():
+    import keras_mrnn
+
+    x, _ = keras_mrnn.datasets.MarkovSwitchingAR().sample(4, 60, seed=0)
+    layer = keras_mrnn.MarkovLSTM(4, num_states=3, switch="hmm")
+    layer.adapt(x, restarts=1, max_iter=5, seed=0)
+    result = layer.forecast(x[:2], horizon=6, num_samples=200,
+                            quantiles=(0.05, 0.25, 0.5, 0.75, 0.95), seed=0)
+    fig = keras_mrnn.plotting.plot_forecast(x, result, sequence=1, last=20)
+    top, bottom = fig.axes
+    # The history's last 20 values, then the median over the horizon.
+    lines = top.get_lines()
+    np.testing.assert_allclose(lines[0].get_ydata(), x[1, -20:, 0])
+    np.testing.assert_allclose(lines[1].get_ydata(),
+                               result.quantiles[2, 1, :, 0])
+    assert len(top.collections) == 2          # The 90 % and 50 % bands.
+    assert len(bottom.collections) == 3       # One area per regime.
+    with pytest.raises(ValueError, match="times"):
+        keras_mrnn.plotting.plot_forecast(x[1], result, times=[1, 2])

@@ -170,3 +170,30 @@ def test_bad_arguments_fail_clearly():
     head([x, h])
     with pytest.raises(ValueError, match="summary"):
         head(x)
+
+
+def test_forecast_one_step_is_the_last_output_and_paths_repeat():
+    x = data((2, 30, 1), seed=6)
+    inputs = keras.Input((None, 1))
+    head = RegimeMixture(num_states=2, switch=HMMSwitch(order=1))
+    model = keras.Model(inputs, head(inputs))
+    head.adapt(x, restarts=1, max_iter=5, seed=0)
+    a = head.forecast(model, x, horizon=3, num_samples=4000, seed=1)
+    b = head.forecast(model, x, horizon=3, num_samples=4000, seed=1)
+    np.testing.assert_array_equal(a.samples, b.samples)
+    outputs = model.predict(x, verbose=0)[:, -1]
+    y = np.linspace(-3, 3, 7)[:, None, None] * np.ones((1, 2, 1))
+    np.testing.assert_allclose(
+        a.one_step.log_prob(y)[..., 0], mixture_log_prob(
+            np.broadcast_to(outputs, (7,) + outputs.shape), y, 2), **TOL)
+    # Future regimes: the next step's weights times P^(h-1).
+    transition = head.switch.get_parameters()["transition"]
+    np.testing.assert_allclose(
+        a.regime_probabilities[:, 2],
+        a.regime_probabilities[:, 0] @ transition @ transition, **TOL)
+    # The first step of the paths follows the exact one-step mixture.
+    first = a.samples[:, :, 0, 0]
+    assert np.all(np.abs(first.mean(0) - a.mean[:, 0, 0])
+                  < 5 * first.std(0) / np.sqrt(4000))
+    assert a.samples.shape == (4000, 2, 3, 1) and list(a.exact) == [
+        True, False, False]
