@@ -294,11 +294,7 @@ class RegimeAnalysis:
             )
         if mask is not None:
             mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
-            if mask.shape != x.shape[:2]:
-                raise ValueError(
-                    f"Layer '{self.name}': `mask` must have shape (batch, "
-                    f"time) = {x.shape[:2]}. Received shape {mask.shape}."
-                )
+            check.mask_shape(self.name, mask.shape, x.shape)
         valid = np.ones(x.shape[:2], bool) if mask is None else mask
         if not valid.any():
             raise ValueError(
