@@ -13,7 +13,6 @@ import pytest
 from keras import ops
 
 from _helpers import make_layer
-from conftest import BACKEND
 from keras_mrnn import _validation as check
 
 # Run on every backend by .ci/run (see conftest.py).
@@ -22,6 +21,7 @@ pytestmark = pytest.mark.backends
 BATCH, TIME, FEATURES = 4, 20, 3
 BAD_MASKS = [(4, 19), (4, 21), (3, 20), (4, 20, 1)]
 LAYERS = ["linear", "hmm", "vrnn"]
+BACKEND = keras.backend.backend()
 
 
 def new_layer(name, **kwargs):
