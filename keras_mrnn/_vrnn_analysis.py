@@ -140,6 +140,7 @@ class VRNNAnalysis:
         )
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
+            check.mask_shape(self.name, tuple(mask.shape), tuple(x.shape))
         states = self._state_tensors(initial_state, ops.shape(x)[0])
         return function(x, mask, states)
 
@@ -333,6 +334,7 @@ class VRNNAnalysis:
         batch_size = check.positive_int("batch_size", batch_size)
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
+            check.mask_shape(self.name, tuple(mask.shape), tuple(x.shape))
         tfd = _backend.distributions()
         self._generator(seed)
         results = []

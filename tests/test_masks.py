@@ -100,6 +100,19 @@ def test_wrong_mask_shape_is_a_value_error_when_traced(name, received):
     assert_names_mask(error, received)
 
 
+@pytest.mark.parametrize("received", BAD_MASKS, ids=str)
+@pytest.mark.parametrize("method", ["infer", "reconstruct",
+                                    "log_likelihood"])
+def test_the_vrnn_analysis_methods_check_their_mask(method, received):
+    layer = new_layer("vrnn")
+    x = sequences()
+    layer(x)
+    kwargs = {"num_samples": 2} if method == "log_likelihood" else {}
+    with pytest.raises(ValueError, match="mask") as error:
+        getattr(layer, method)(x, mask=np.ones(received, bool), **kwargs)
+    assert_names_mask(error, received)
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function only")
 def test_unknown_dimensions_are_not_compared():
     import tensorflow as tf
