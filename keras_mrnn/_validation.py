@@ -22,6 +22,19 @@ def positive_int(name, value):
     return int(value)
 
 
+def non_negative_int(name, value):
+    """`value` as an int >= 0, else a TypeError/ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be a non-negative integer. Received: "
+            f"{name}={value!r} of type {type(value).__name__}.")
+    if value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a non-negative integer. Received: "
+            f"{name}={value!r}.")
+    return int(value)
+
+
 def boolean(name, value):
     # bool("False") is True: only real booleans (and NumPy's) are accepted.
     if not isinstance(value, bool) and type(value).__name__ != "bool_":

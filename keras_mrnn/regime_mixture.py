@@ -433,3 +433,65 @@ def _tile(distribution, times):
     return PredictiveMixture(
         weights=tile(distribution.weights), loc=tile(distribution.loc),
         scale=tile(distribution.scale), df=tile(distribution.df))
+
+
+@keras.saving.register_keras_serializable(package="keras_mrnn")
+class WithMagnitudes(keras.layers.Layer):
+    """`[x, |x|]` on the last axis (what `regime_forecaster`'s LSTM reads;
+    a layer, not a `Lambda`, so that `.keras` files load safely)."""
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, ops.abs(inputs)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (2 * input_shape[-1],)
+
+
+def regime_forecaster(features=1, units=32, num_states=2, switch=None,
+                      magnitudes=True, seed=None, name="regime_forecaster"):
+    """A forecasting model: an LSTM summary of the past, then a
+    `RegimeMixture` head.
+
+    The LSTM reads each step's values (and, with `magnitudes`, their
+    absolute values, which make volatility easy to follow) and its outputs
+    `h_t` shift each regime's location and log-scale; the head filters the
+    regimes exactly and adds the negative log predictive density as the
+    loss. `num_states=1` is an LSTM with a density head. Compile it with an
+    optimizer only, `adapt` its head first, and fit on `x`.
+
+    Args:
+        features: Positive integer F, the number of features of `x`.
+        units: Positive integer, the LSTM's units (0: no summary, the
+            switch's Markov-switching AR alone).
+        num_states: Positive integer K, the number of regimes.
+        switch: The head's `HMMSwitch` (default `HMMSwitch(order=1)`).
+        magnitudes: Whether the LSTM also reads `|x_t|`.
+        seed: Integer seed of the LSTM's initial weights, or `None`.
+        name: The model's name.
+
+    Returns:
+        A `keras.Model` from `(batch, time, F)` to the head's outputs; the
+        head is `model.layers[-1]`.
+
+    Example:
+
+    >>> model = keras_mrnn.regime_forecaster(units=8, num_states=2)
+    >>> head = model.layers[-1]
+    >>> x = np.random.normal(size=(4, 50, 1)).astype("float32")
+    >>> _ = head.adapt(x, restarts=2, seed=0)
+    >>> model.compile(keras.optimizers.Adam(1e-3))
+    >>> _ = model.fit(x, epochs=1, verbose=0)
+    >>> head.distribution(model.predict(x, verbose=0)).batch_shape
+    (4, 50, 1)
+    """
+    features = check.positive_int("features", features)
+    units = check.non_negative_int("units", units)
+    magnitudes = check.boolean("magnitudes", magnitudes)
+    inputs = keras.Input((None, features))
+    head = RegimeMixture(num_states=num_states, switch=switch)
+    if not units:
+        return keras.Model(inputs, head(inputs), name=name)
+    summary_inputs = WithMagnitudes()(inputs) if magnitudes else inputs
+    h = keras.layers.LSTM(units, return_sequences=True, seed=seed)(
+        summary_inputs)
+    return keras.Model(inputs, head([inputs, h]), name=name)

@@ -197,3 +197,22 @@ def test_forecast_one_step_is_the_last_output_and_paths_repeat():
                   < 5 * first.std(0) / np.sqrt(4000))
     assert a.samples.shape == (4000, 2, 3, 1) and list(a.exact) == [
         True, False, False]
+
+
+def test_regime_forecaster_saves_and_loads_safely(tmp_path):
+    import keras_mrnn
+
+    x = data((3, 20, 2), seed=7)
+    model = keras_mrnn.regime_forecaster(features=2, units=4, num_states=2,
+                                         seed=1)
+    model.layers[-1].adapt(x, restarts=1, max_iter=3, seed=0)
+    want = model.predict(x, verbose=0)
+    path = str(tmp_path / "forecaster.keras")
+    model.save(path)
+    # safe_mode (the default): no Lambda layer to refuse.
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), want, atol=1e-6)
+    assert keras_mrnn.regime_forecaster(units=0).layers[-1].summary_units \
+        is None
+    with pytest.raises(ValueError, match="units"):
+        keras_mrnn.regime_forecaster(units=-1)
