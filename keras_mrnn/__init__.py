@@ -18,6 +18,7 @@ Public API:
 
 from keras_mrnn import callbacks
 from keras_mrnn import datasets
+from keras_mrnn import forecasting
 from keras_mrnn import gumbel
 from keras_mrnn import plotting
 from keras_mrnn import stateful
@@ -39,6 +40,7 @@ __all__ = [
     "VRNNCell",
     "callbacks",
     "datasets",
+    "forecasting",
     "gumbel",
     "plotting",
     "reset_states",
