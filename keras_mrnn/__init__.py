@@ -3,7 +3,8 @@
 Public API:
     MarkovLSTMCell, MarkovLSTM: the Markov LSTM of Kuo & Chien (2018).
     RegimeMixture: the next step's distribution, a mixture over the
-        regimes of an HMMSwitch's model (a forecasting head).
+        regimes of an HMMSwitch's model (a forecasting head), and
+        regime_forecaster, an LSTM summary before it.
     VRNNCell, VRNN: the variational RNN of Chung et al. (2015).
     reset_states: reset every stateful layer of a model.
     callbacks: GumbelTemperatureScheduler, KLWarmup, ResetStates,
@@ -26,6 +27,7 @@ from keras_mrnn import switches
 from keras_mrnn.markov_lstm import MarkovLSTM
 from keras_mrnn.markov_lstm import MarkovLSTMCell
 from keras_mrnn.regime_mixture import RegimeMixture
+from keras_mrnn.regime_mixture import regime_forecaster
 from keras_mrnn.stateful import reset_states
 from keras_mrnn.vrnn import VRNN
 from keras_mrnn.vrnn import VRNNCell
@@ -43,6 +45,7 @@ __all__ = [
     "forecasting",
     "gumbel",
     "plotting",
+    "regime_forecaster",
     "reset_states",
     "stateful",
     "switches",

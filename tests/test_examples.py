@@ -63,6 +63,7 @@ def check_outputs(output_dir, pngs):
 @pytest.mark.parametrize("name", [
     "stateful_cosine.py", "mnist_sequence.py", "alien_signal.py",
     "vrnn_mnist.py", "regime_switching.py", "business_cycle.py",
+    "forecasting.py",
 ])
 def test_help(name):
     # Answers without importing TensorFlow, so at once.
@@ -214,3 +215,17 @@ def test_business_cycle_quick(tmp_path, statsmodels):
     assert metrics["markov"]["forecast_rmse"] > 0
     assert metrics["lstm"]["forecast_rmse"] > 0
     assert ("statsmodels" in metrics) == (statsmodels == "installed")
+
+
+@pytest.mark.parametrize("units", ["0", "4"])
+def test_forecasting_quick(tmp_path, units):
+    output = tmp_path / "out"
+    out = run_example("forecasting.py", "--quick", "--units", units,
+                      "--output-dir", str(output))
+    assert "one-step-ahead forecasts of the last 34 steps" in out
+    assert "Epoch 3/3" in out
+    metrics = check_outputs(output, ["forecast.png"])
+    for scores in metrics["scores"].values():
+        assert 0 <= scores["coverage"] <= 1 and scores["crps"] > 0
+    # The scores are on the series' scale: the training Gaussian's, known.
+    assert -1.7 < metrics["scores"]["training Gaussian"]["log_score"] < -1.5

@@ -209,8 +209,9 @@ def test_csv_path_and_absent_peers(tmp_path, monkeypatch, capsys):
     assert report["transform"] == "logdiff100"
     for key in ("garch_normal", "garch_t", "hmmlearn"):
         assert "not installed" in report["skipped"][key]
-    assert report["skipped"]["markov_lstm"] == "not yet in this run"
-    assert "Markov LSTM: not yet in this run" in printed
+    forecaster = report["models"]["regime_forecaster"]
+    assert [run["seed"] for run in forecaster["seeds"]] == [0, 1]
+    assert report["models"]["lstm_same_head"]["log_score"] < 0
     y = 100 * np.diff(np.log(np.delete(np.round(prices, 6), 5)))
     gaussian = report["models"]["gaussian"]
     n_train = report["n_train"]
