@@ -4,9 +4,9 @@ A regime-switching model's forecast of the next value is a mixture over the
 regimes the next step may be in. This module holds that forecast as an
 object and scores it against the values that came, for offline analysis in
 NumPy and SciPy (it works on any Keras backend, and without one: convert
-tensors with `keras.ops.convert_to_numpy` first). It needs SciPy, imported
-on first use (`pip install scipy`, or the package's `benchmarks` extra), so
-that `import keras_mrnn` does not.
+tensors with `keras.ops.convert_to_numpy` first). SciPy (a dependency of
+the package) is imported on first use, which keeps `import keras_mrnn`
+light.
 
 - `PredictiveMixture(weights, loc, scale, df=None)`: a batch of univariate
   mixtures of Gaussian or Student-t components, with `log_prob`, `prob`,
@@ -70,8 +70,8 @@ def _scipy():
         from scipy import stats
     except ImportError as error:
         raise ImportError(
-            "keras_mrnn.forecasting needs SciPy: pip install scipy (or the "
-            "package's `benchmarks` extra)."
+            "keras_mrnn.forecasting needs SciPy (a dependency of "
+            "keras-mrnn): pip install scipy."
         ) from error
     return special, stats
 
