@@ -8,31 +8,26 @@ import math
 import numbers
 
 
-def positive_int(name, value):
+def _integer(name, value, minimum, kind):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
-            f"Argument `{name}` must be a positive integer. "
+            f"Argument `{name}` must be a {kind} integer. "
             f"Received: {name}={value!r} of type {type(value).__name__}."
         )
-    if value < 1:
+    if value < minimum:
         raise ValueError(
-            f"Argument `{name}` must be a positive integer. "
+            f"Argument `{name}` must be a {kind} integer. "
             f"Received: {name}={value!r}."
         )
     return int(value)
 
 
+def positive_int(name, value):
+    return _integer(name, value, 1, "positive")
+
+
 def non_negative_int(name, value):
-    """`value` as an int >= 0, else a TypeError/ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"Argument `{name}` must be a non-negative integer. Received: "
-            f"{name}={value!r} of type {type(value).__name__}.")
-    if value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a non-negative integer. Received: "
-            f"{name}={value!r}.")
-    return int(value)
+    return _integer(name, value, 0, "non-negative")
 
 
 def boolean(name, value):
