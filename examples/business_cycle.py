@@ -137,7 +137,9 @@ def train(model):
     seconds = time.time() - start
     # Called on the whole series, not `predict`: one sequence, and a new
     # `predict` function per model would retrace for nothing.
-    predicted = np.asarray(model(x_all, training=False))
+    # keras.ops.convert_to_numpy: a PyTorch tensor that requires grad
+    # refuses np.asarray.
+    predicted = keras.ops.convert_to_numpy(model(x_all, training=False))
     error = (predicted - y_all)[0, train_steps:, 0] * std
     return history, {
         "forecast_rmse": float(np.sqrt(np.mean(error ** 2))),
@@ -170,7 +172,7 @@ results["markov"]["adapt_log_likelihood"] = log_likelihood
 results["markov"]["adapt_seconds"] = adapt_seconds
 
 # Regimes on the whole series (the switch reads the inputs only).
-recession_state = int(np.argmin(switch.level.numpy()[:, 0]))
+recession_state = int(np.argmin(switch.get_parameters()["level"][:, 0]))
 filtered = layer.regime_probabilities(series)[0, :, recession_state]
 smoothed = layer.regime_probabilities(series, smoothed=True)[
     0, :, recession_state]

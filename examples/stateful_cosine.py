@@ -13,7 +13,8 @@ expected against predicted.
     python examples/stateful_cosine.py --quick          # CI-size, seconds
 
 `--cell markov` stacks `keras.layers.RNN(keras_mrnn.MarkovLSTMCell(50),
-stateful=True)` layers (Gumbel temperature annealed per epoch), `--cell
+stateful=True)` layers (Gumbel temperature annealed per epoch; on JAX, where
+Keras's loop cannot advance the cell's noise, `keras_mrnn.MarkovLSTM`), `--cell
 lstm` `keras.layers.LSTM(50, stateful=True)` layers, and `--cell vrnn` puts a
 stateful `keras_mrnn.VRNN` feature layer (trained on its own negative ELBO of
 the input series, added to the MSE) under a stateful LSTM regressor.
@@ -115,20 +116,31 @@ print(f"Input shape {x.shape}, target shape {y.shape}.")
 # -------------------------------------------------------------------- model
 inputs = keras.Input(batch_shape=(args.batch_size, 1, 1), name="cosine")
 if args.cell == "markov":
+    markov = dict(num_states=args.num_states, temperature=args.temperature,
+                  straight_through=args.straight_through,
+                  inference_switch=args.inference_switch)
+    # On JAX, Keras runs a bare cell inside jax.lax.scan, where its Gumbel
+    # noise cannot advance (the cell refuses): the package's layer draws
+    # the noise of all steps before its loop.
+    bare_cell = keras.backend.backend() != "jax"
+    if not bare_cell:
+        print("JAX: keras_mrnn.MarkovLSTM layers instead of "
+              "keras.layers.RNN(MarkovLSTMCell), which cannot draw its "
+              "noise inside JAX's loop.")
     h = inputs
     for index in range(2):
-        h = keras.layers.RNN(
-            keras_mrnn.MarkovLSTMCell(
-                args.units, num_states=args.num_states,
-                temperature=args.temperature,
-                straight_through=args.straight_through,
-                inference_switch=args.inference_switch,
-                seed=args.seed + index,
-            ),
-            stateful=True,
-            return_sequences=index == 0,
-            name=f"markov_lstm_{index}",
-        )(h)
+        if bare_cell:
+            layer = keras.layers.RNN(
+                keras_mrnn.MarkovLSTMCell(args.units, seed=args.seed + index,
+                                          **markov),
+                stateful=True, return_sequences=index == 0,
+                name=f"markov_lstm_{index}")
+        else:
+            layer = keras_mrnn.MarkovLSTM(
+                args.units, seed=args.seed + index, stateful=True,
+                return_sequences=index == 0, name=f"markov_lstm_{index}",
+                **markov)
+        h = layer(h)
 elif args.cell == "lstm":
     h = keras.layers.LSTM(args.units, stateful=True, return_sequences=True,
                           name="lstm_0")(inputs)

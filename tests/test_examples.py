@@ -144,10 +144,18 @@ def test_regime_switching_quick(tmp_path):
     assert os.path.getsize(os.path.join(tmp_path, "lstm.keras")) > 1000
 
 
+# Run on every backend by .ci/run (the example inherits KERAS_BACKEND): on
+# JAX it stacked keras.layers.RNN(MarkovLSTMCell), which refuses to draw
+# noise inside JAX's loop.
+@pytest.mark.backends
 def test_stateful_cosine_quick(tmp_path):
+    import keras
+
     out = run_example("stateful_cosine.py", "--quick", "--output-dir",
                       str(tmp_path))
     assert "Device:" in out and "MSE of the markov model" in out
+    assert ("JAX: keras_mrnn.MarkovLSTM layers" in out) == (
+        keras.backend.backend() == "jax")
     metrics = check_outputs(tmp_path, ["predictions.png", "history.png"])
     assert metrics["cell"] == "markov" and metrics["mse"] >= 0.0
 
@@ -187,6 +195,9 @@ def test_bad_data_path_fails_clearly(tmp_path):
     assert "missing.npz" in result.stderr
 
 
+# Run on every backend by .ci/run: on PyTorch np.asarray of the model's
+# output (a tensor that requires grad) failed.
+@pytest.mark.backends
 @pytest.mark.parametrize("statsmodels", ["installed", "missing"])
 def test_business_cycle_quick(tmp_path, statsmodels):
     env = None
