@@ -20,6 +20,7 @@ from keras_mrnn import _em
 from keras_mrnn import _inference
 from keras_mrnn import _validation as check
 from keras_mrnn import switches
+from keras_mrnn.forecasting import PredictiveMixture
 
 
 def _is_dataset(x):
@@ -389,8 +390,6 @@ class RegimeAnalysis:
         >>> float(result.one_step.log_prob(0.0)[0, 0]) < 0
         True
         """
-        from keras_mrnn.forecasting import PredictiveMixture
-
         horizon, num_samples, levels, seed = check_forecast_arguments(
             horizon, num_samples, quantiles, seed)
         if self.go_backwards:

@@ -22,6 +22,7 @@ from keras_mrnn import switches
 from keras_mrnn._regimes import RegimeForecast
 from keras_mrnn._regimes import categorical
 from keras_mrnn._regimes import check_forecast_arguments
+from keras_mrnn.forecasting import PredictiveMixture
 
 
 @keras.saving.register_keras_serializable(package="keras_mrnn")
@@ -268,8 +269,6 @@ class RegimeMixture(keras.layers.Layer):
         Returns:
             A `PredictiveMixture`.
         """
-        from keras_mrnn.forecasting import PredictiveMixture
-
         outputs = np.asarray(ops.convert_to_numpy(outputs), "float64")
         k = self.num_states
         features = self.switch.input_dim
@@ -421,8 +420,6 @@ class RegimeMixture(keras.layers.Layer):
 def _tile(distribution, times):
     """`distribution` of batch `(N, F)` repeated `times` times: `(times *
     N, F)`, the layout of the sample paths."""
-    from keras_mrnn.forecasting import PredictiveMixture
-
     def tile(value):
         if value is None:
             return None
