@@ -108,13 +108,42 @@ def is_tf_dataset(x):
     return tf is not None and isinstance(x, tf.data.Dataset)
 
 
-def function(fn):
-    """`fn` as a `tf.function` (traced once per input signature, without
-    autograph, retracing relaxed) on TensorFlow; `fn` itself elsewhere,
-    where ops run eagerly (JAX compiles the loop's `lax.scan` itself)."""
-    if not is_tensorflow():
+def function(fn, variables=None):
+    """`fn` compiled once per input signature where the backend can.
+
+    On TensorFlow a `tf.function` (without autograph, retracing relaxed).
+    On JAX, given `variables` (a callable returning the Keras variables
+    that `fn` reads or assigns: weights, seed generators' states), a
+    `jax.jit` of a stateless version of `fn` (their values in, their new
+    values out and assigned back), so that it compiles once per shape
+    instead of at every call; without `variables`, `fn` itself. `fn`
+    itself on PyTorch, where ops run eagerly.
+    """
+    if is_tensorflow():
+        return _tf().function(fn, reduce_retracing=True, autograph=False)
+    if variables is None or keras.backend.backend() != "jax":
         return fn
-    return _tf().function(fn, reduce_retracing=True, autograph=False)
+    import jax
+
+    def stateless(values, *args):
+        held = variables()
+        with keras.StatelessScope(
+                state_mapping=list(zip(held, values))) as scope:
+            outputs = fn(*args)
+        return outputs, [scope.get_current_value(v) for v in held]
+
+    compiled = jax.jit(stateless)
+
+    def call(*args):
+        held = variables()
+        outputs, values = compiled([v.value for v in held], *args)
+        for variable, value in zip(held, values):
+            variable.assign(value)
+        return outputs
+
+    # For tests: the number of compilations so far.
+    call.cache_size = compiled._cache_size
+    return call
 
 
 def guard_dynamic_batch(sequences, expected, message, xla_name):

@@ -73,6 +73,14 @@ class VRNNAnalysis:
             "generator", lambda: keras.random.SeedGenerator(0)
         )
 
+    def _analysis_variables(self):
+        """What the analysis loops read and assign: the layer's variables
+        and the analysis seed generator's state (JAX's compiled version
+        takes them as arguments, see `_backend.function`)."""
+        held = {id(v): v for v in self.variables}
+        held[id(self._seed_generator().state)] = self._seed_generator().state
+        return list(held.values())
+
     def _generator(self, seed):
         """The seed generator, its state set from `seed` (or a fresh one)."""
         check.optional_seed("seed", seed)
@@ -136,7 +144,7 @@ class VRNNAnalysis:
 
         function = self._cached(
             f"scan_{latent}",
-            lambda: _backend.function(scan),
+            lambda: _backend.function(scan, self._analysis_variables),
         )
         if mask is not None:
             mask = ops.convert_to_tensor(mask, dtype="bool")
@@ -280,7 +288,7 @@ class VRNNAnalysis:
 
         function = self._cached(
             f"sample_{decode}",
-            lambda: _backend.function(generate),
+            lambda: _backend.function(generate, self._analysis_variables),
         )
         # The loop runs over the noise of every step, drawn before it.
         noise = cell.generation_noise(

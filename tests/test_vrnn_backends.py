@@ -337,3 +337,37 @@ def test_stateful_chunks_and_fit_carry_the_states():
     model.fit(chunks, batch_size=4, shuffle=False, epochs=1, verbose=0)
     for got, want in zip(chunked.states, states_full):
         np.testing.assert_allclose(_np(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's compiled analysis")
+def test_jax_analysis_compiles_once_per_shape_and_reads_current_weights():
+    layer = keras_mrnn.VRNN(8, latent_dim=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 6, 3)).astype("float32")
+    layer(x)
+    first = keras.ops.convert_to_numpy(layer.infer(x, seed=1)["z"])
+    for seed in (2, 3, 1):
+        layer.infer(x, seed=seed)
+    layer.infer(x[:2], seed=1)                   # A new shape.
+    scan = layer.__dict__["_cache"]["scan_sample"]
+    assert scan.cache_size() == 2
+    # Seeds still repeat, and the generator still advances between calls.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer.infer(x, seed=1)["z"]), first)
+    assert not np.array_equal(
+        keras.ops.convert_to_numpy(layer.infer(x)["z"]),
+        keras.ops.convert_to_numpy(layer.infer(x)["z"]))
+    # The compiled function reads the weights as they are now, not as they
+    # were when it was traced.
+    before = keras.ops.convert_to_numpy(layer.reconstruct(x))
+    for weight in layer.weights:
+        weight.assign(keras.ops.convert_to_numpy(weight) * 0.5)
+    after = keras.ops.convert_to_numpy(layer.reconstruct(x))
+    assert not np.allclose(before, after)
+    compiled = [f for f in layer.__dict__["_cache"].values()
+                if hasattr(f, "cache_size")]
+    assert compiled and all(f.cache_size() <= 2 for f in compiled)
+    samples = [keras.ops.convert_to_numpy(layer.sample(5, batch_size=2,
+                                                       seed=s))
+               for s in (7, 7, 8)]
+    np.testing.assert_array_equal(samples[0], samples[1])
+    assert not np.array_equal(samples[0], samples[2])
