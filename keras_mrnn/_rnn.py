@@ -277,6 +277,11 @@ class SteppedRNN:
             )
         self.loop_jit_compile = loop_jit_compile
         super().__init__(*args, **kwargs)
+        if _backend.name() == "torch":
+            # torch.compile retraces the recurrent loop for minutes (a file
+            # saved on JAX or TensorFlow carries `jit_compile=True` into
+            # `compile`): Keras then runs the model eagerly, with a warning.
+            self.supports_jit = False
 
     @property
     def variables(self):

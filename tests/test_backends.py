@@ -322,3 +322,21 @@ def test_package_runs_without_tensorflow(tmp_path):
     script.write_text(BLOCK_TENSORFLOW)
     result = run_python(str(script), env={"KERAS_BACKEND": BACKEND})
     assert "without TensorFlow" in result.stdout
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="PyTorch's torch.compile")
+@pytest.mark.parametrize("kind", ["markov", "vrnn"])
+def test_jit_compile_runs_eagerly_on_torch(kind):
+    # A file saved on JAX or TensorFlow carries jit_compile=True (resolved
+    # from "auto") into compile: torch.compile then retraced the loop for
+    # tens of seconds before the first prediction (Keras's LSTM still
+    # does). The layers say they do not support it: Keras warns and runs
+    # eagerly.
+    inputs = keras.Input((None, 3))
+    layer = (keras_mrnn.MarkovLSTM(4, num_states=2) if kind == "markov"
+             else keras_mrnn.VRNN(4, latent_dim=2))
+    model = keras.Model(inputs, layer(inputs))
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile("adam", "mse", jit_compile=True)
+    assert model.jit_compile is False
