@@ -83,35 +83,20 @@ def lagged(x, order):
 
 
 def expand(values, mask, before):
-    """The inverse of `compress` for per-step results: `values` `(..., N,
-    T, ...)` of compressed sequences go back to their steps of `mask`; a
+    """The inverse of `compress` for per-step results: `values` `(N, T,
+    ...)` of compressed sequences go back to their steps of `mask`; a
     masked step takes the last valid step's value, `before` before the
     first (as `keras.layers.RNN` repeats its previous output)."""
     if mask is None:
         return values
-    lead = _lead(values, mask)
     n, steps = mask.shape
-    order = np.argsort(~mask, axis=1, kind="stable")
+    rows = np.arange(n)[:, None]
     out = np.empty_like(values)
-    index = (slice(None),) * lead
-    out[index + (np.arange(n)[:, None], order)] = values
+    out[rows, np.argsort(~mask, axis=1, kind="stable")] = values
     # Each step's source: the last valid step at or before it.
-    position = np.where(mask, np.arange(steps), -1)
-    last = np.maximum.accumulate(position, axis=1)
-    filled = out[index + (np.arange(n)[:, None], np.maximum(last, 0))]
-    started = (last >= 0).reshape((1,) * lead + (n, steps) + (1,) * (
-        values.ndim - lead - 2))
-    return np.where(started, filled, before)
-
-
-def _lead(values, mask):
-    """The number of axes of `values` before its `(N, T)` axes."""
-    for lead in range(values.ndim - 1):
-        if values.shape[lead:lead + 2] == mask.shape:
-            return lead
-    raise ValueError(
-        f"Values of shape {values.shape} do not hold the mask's (N, T) = "
-        f"{mask.shape}.")
+    last = np.maximum.accumulate(np.where(mask, np.arange(steps), -1), axis=1)
+    started = (last >= 0).reshape((n, steps) + (1,) * (values.ndim - 2))
+    return np.where(started, out[rows, np.maximum(last, 0)], before)
 
 
 def _is_prefix(mask):
@@ -199,23 +184,23 @@ def _infer(initial, transition, log_likelihoods, mask, smooth):
     initial, transition, log_b, single = _stacked(
         initial, transition, log_likelihoods)
     steps = log_b.shape[2]
-    if mask is not None:
-        mask = np.asarray(mask, bool)
-    lengths = None
-    if not _is_prefix(mask):
-        log_b = np.moveaxis(
-            compress(np.moveaxis(log_b, 0, 2), mask)[0], 2, 0)
-    if mask is not None:
-        lengths = mask.sum(1)
-    valid = (np.ones(log_b.shape[1:3], bool) if lengths is None
-             else np.arange(steps) < lengths[:, None])
+    mask = None if mask is None else np.asarray(mask, bool)
+    # The recursion runs over each row's valid steps moved to its front.
+    reordered = not _is_prefix(mask)
+    if reordered:
+        log_b = np.moveaxis(compress(np.moveaxis(log_b, 0, 2), mask)[0],
+                            2, 0)
+    valid = (np.ones(log_b.shape[1:3], bool) if mask is None
+             else np.arange(steps) < mask.sum(1)[:, None])
     posterior = _forward_backward(initial, transition, log_b, valid, smooth)
-    if mask is not None and not _is_prefix(mask):
-        before = initial[:, None, None, :]
+    if reordered:
+        # (R, N, T, K) with the models last for `expand`, and back.
         posterior = posterior._replace(**{
-            name: expand(getattr(posterior, name), mask, before)
-            for name in ("filtered", "predicted", "smoothed")
-            if getattr(posterior, name) is not None})
+            name: np.moveaxis(expand(np.moveaxis(value, 0, 2), mask,
+                                     initial), 2, 0)
+            for name, value in posterior._asdict().items()
+            if name in ("filtered", "predicted", "smoothed")
+            and value is not None})
     if single:
         posterior = Posterior(*[
             None if value is None else value[0] for value in posterior])
