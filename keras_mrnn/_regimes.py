@@ -199,7 +199,7 @@ class RegimeAnalysis:
         if _is_dataset(x):
             return self._per_batch(self.regime_probabilities, x, mask,
                                    smoothed=smoothed)
-        model = self._regime_model(x, mask, "regime_probabilities")
+        model = self._regime_model(x, mask, "regime_probabilities")[0]
         if smoothed:
             return _inference.hmm_smoother(*model).smoothed
         return _inference.hmm_filter(*model).filtered
@@ -235,7 +235,7 @@ class RegimeAnalysis:
         if _is_dataset(x):
             return self._per_batch(self.most_likely_regimes, x, mask)
         return _inference.hmm_posterior_mode(
-            *self._regime_model(x, mask, "most_likely_regimes"))
+            *self._regime_model(x, mask, "most_likely_regimes")[0])
 
     def regime_log_likelihood(self, x, mask=None):
         """`log p(x_1, ..., x_T)` of each sequence under the switch's HMM.
@@ -268,7 +268,7 @@ class RegimeAnalysis:
         if _is_dataset(x):
             return self._per_batch(self.regime_log_likelihood, x, mask)
         return _inference.hmm_log_likelihood(
-            *self._regime_model(x, mask, "regime_log_likelihood"))
+            *self._regime_model(x, mask, "regime_log_likelihood")[0])
 
     def _per_batch(self, method, dataset, mask, **kwargs):
         batches = _dataset_inputs(self.name, method.__name__, dataset, mask)
@@ -327,9 +327,11 @@ class RegimeAnalysis:
 
     def _regime_model(self, x, mask, method):
         """The switch's HMM on `x`, as the inference functions take it:
-        `(initial (K,), transition (K, K), log_likelihoods (N, T, K),
-        mask)`, float64, in processing order; warns (once) when the switch
-        was neither adapted nor trained."""
+        `((initial (K,), transition (K, K), log_likelihoods (N, T, K),
+        mask), compressed, lengths)`, float64, in processing order, with
+        the inputs' valid steps moved to the front of each row
+        (`_inference.compress`); warns (once) when the switch was neither
+        adapted nor trained."""
         x, mask = self._hmm_inputs(x, mask, method)
         switch = self.cell.switch
         if not self._warned_unadapted and switch.is_at_initial_parameters():
@@ -341,12 +343,12 @@ class RegimeAnalysis:
                 f"{switch.INITIAL_STAY}): it was neither adapted nor trained. "
                 "Fit it first with `layer.adapt(x)` (EM), or train the "
                 "model.", UserWarning, stacklevel=3)
-        compressed, _ = _inference.compress(x, mask)
+        compressed, lengths = _inference.compress(x, mask)
         log_likelihoods = _inference.expand(
             switch.sequence_log_likelihoods(compressed), mask, 0.0)
         parameters = switch.get_parameters()
-        return (parameters["initial"], parameters["transition"],
-                log_likelihoods, mask)
+        return ((parameters["initial"], parameters["transition"],
+                 log_likelihoods, mask), compressed, lengths)
 
     # ------------------------------------------------------- forecasts
     def forecast(self, x, horizon=1, num_samples=1000,
@@ -397,11 +399,9 @@ class RegimeAnalysis:
                 f"Layer '{self.name}': `forecast` forecasts forward in "
                 "time; this layer reads its sequences backwards "
                 "(go_backwards=True).")
-        initial, transition, log_likelihoods, mask = self._regime_model(
-            x, mask, "forecast")
+        model, compressed, lengths = self._regime_model(x, mask, "forecast")
+        transition = model[1]
         switch = self.cell.switch
-        x, _ = self._hmm_inputs(x, mask, "forecast")
-        compressed, lengths = _inference.compress(x, mask)
         short = np.flatnonzero(lengths < max(switch.order, 1))
         if short.size:
             raise ValueError(
@@ -409,15 +409,13 @@ class RegimeAnalysis:
                 f"{max(switch.order, 1)} valid steps per sequence (the lags "
                 f"of HMMSwitch(order={switch.order})); sequence {short[0]} "
                 f"has {lengths[short[0]]}.")
-        filtered = _inference.hmm_filter(
-            initial, transition, log_likelihoods, mask).filtered[:, -1]
+        filtered = _inference.hmm_filter(*model).filtered[:, -1]
         # p(s_{T+h} | x_1..x_T) = q_T P^h.
-        probabilities = [filtered @ transition]
-        for _ in range(1, horizon):
-            probabilities.append(probabilities[-1] @ transition)
-        probabilities = np.stack(probabilities, axis=1)         # (N, H, K)
+        probabilities = future_regimes(filtered @ transition, transition,
+                                       horizon)
 
-        n, features, k = x.shape[0], x.shape[-1], switch.num_states
+        n, _, features = compressed.shape
+        k = switch.num_states
         order = switch.order
         dtype = _backend.widest_float()
         params = switch.parameters(dtype)
@@ -474,19 +472,37 @@ class RegimeAnalysis:
                 path_lags = np.concatenate(
                     [value, path_lags[..., :-features]], axis=-1)
 
-        exact = np.zeros(horizon, bool)
-        exact[0] = True
-        if order == 0:
-            exact[:] = True
-        mean = samples.mean(axis=0)
-        quantile_values = np.quantile(samples, levels, axis=0)  # (Q, N, H, F)
-        for h in np.flatnonzero(exact):
-            distribution = one_step if h == 0 else mixture(
-                probabilities[:, h], means(lags))
+        # With order 0 every step's values are a mixture of the same
+        # components: closed form too.
+        exact = [one_step] + [
+            mixture(probabilities[:, h], means(lags)) if order == 0 else None
+            for h in range(1, horizon)]
+        return summarize(probabilities, samples, levels, exact)
+
+
+def future_regimes(first, transition, horizon):
+    """`(N, H, K)`: the regime probabilities of the H future steps, from
+    those of the first `(N, K)` and the transition matrix."""
+    probabilities = [first]
+    for _ in range(1, horizon):
+        probabilities.append(probabilities[-1] @ transition)
+    return np.stack(probabilities, axis=1)
+
+
+def summarize(probabilities, samples, levels, exact):
+    """A `RegimeForecast` from the regime probabilities, the sample paths
+    `(S, N, H, F)`, the quantile levels and, per horizon, the closed-form
+    `PredictiveMixture` of batch `(N, F)` where there is one (else None):
+    its mean and quantiles replace the samples' there."""
+    mean = samples.mean(axis=0)
+    quantile_values = np.quantile(samples, levels, axis=0)  # (Q, N, H, F)
+    for h, distribution in enumerate(exact):
+        if distribution is not None:
             mean[:, h] = distribution.mean()
             quantile_values[:, :, h] = distribution.quantile(levels)
-        return RegimeForecast(probabilities, mean, quantile_values, levels,
-                              samples, exact, one_step)
+    return RegimeForecast(
+        probabilities, mean, quantile_values, levels, samples,
+        np.array([d is not None for d in exact]), exact[0])
 
 
 def check_forecast_arguments(horizon, num_samples, quantiles, seed):

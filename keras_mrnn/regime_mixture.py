@@ -19,9 +19,10 @@ from keras import ops
 from keras_mrnn import _em
 from keras_mrnn import _validation as check
 from keras_mrnn import switches
-from keras_mrnn._regimes import RegimeForecast
 from keras_mrnn._regimes import categorical
 from keras_mrnn._regimes import check_forecast_arguments
+from keras_mrnn._regimes import future_regimes
+from keras_mrnn._regimes import summarize
 from keras_mrnn.forecasting import PredictiveMixture
 
 
@@ -372,16 +373,12 @@ class RegimeMixture(keras.layers.Layer):
             return self.distribution(outputs[:, -1])      # (batch, F)
 
         one_step = last_step(x)
-        weights = one_step.weights[:, 0]                   # (N, K)
-        probabilities = [weights]
-        for _ in range(1, horizon):
-            probabilities.append(probabilities[-1] @ transition)
-        probabilities = np.stack(probabilities, axis=1)
+        probabilities = future_regimes(one_step.weights[:, 0], transition,
+                                       horizon)
 
         rng = np.random.default_rng(seed)
         paths = np.repeat(x[None], num_samples, 0).reshape(
             (num_samples * n,) + x.shape[1:])
-        distribution = None
         samples = np.empty((num_samples, n, horizon, features))
         for h in range(horizon):
             distribution = (last_step(paths) if h else _tile(
@@ -400,13 +397,8 @@ class RegimeMixture(keras.layers.Layer):
             samples[:, :, h] = value.reshape(num_samples, n, features)
             paths = np.concatenate(
                 [paths, value[:, None].astype("float32")], axis=1)
-        mean = samples.mean(axis=0)
-        quantile_values = np.quantile(samples, levels, axis=0)
-        mean[:, 0] = one_step.mean()
-        quantile_values[:, :, 0] = one_step.quantile(levels)
-        exact = np.arange(horizon) == 0
-        return RegimeForecast(probabilities, mean, quantile_values, levels,
-                              samples, exact, one_step)
+        return summarize(probabilities, samples, levels,
+                         [one_step] + [None] * (horizon - 1))
 
     def get_config(self):
         return {
