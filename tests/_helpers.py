@@ -69,9 +69,59 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def logsumexp(a):
-    top = a.max(axis=-1, keepdims=True)
-    return (top + np.log(np.exp(a - top).sum(-1, keepdims=True)))[..., 0]
+def logsumexp(a, axis=-1):
+    top = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+
+
+def numpy_forward_backward(initial, transition, log_b):
+    """The HMM recursions of one sequence `log_b` (T, K) in log space, from
+    `initial` (K,) and the row-stochastic `transition`: a dict of the
+    filter, the predicted (prior) probabilities and the smoother (T, K),
+    the expected transitions (K, K) and log p(x)."""
+    steps, k = log_b.shape
+    log_p = np.log(transition)
+    log_alpha = np.empty((steps, k))
+    log_predicted = np.empty((steps, k))
+    log_predicted[0] = np.log(initial)
+    for t in range(steps):
+        if t:
+            log_predicted[t] = logsumexp(log_alpha[t - 1][:, None] + log_p, 0)
+        log_alpha[t] = log_predicted[t] + log_b[t]
+    log_beta = np.zeros((steps, k))
+    for t in range(steps - 2, -1, -1):
+        log_beta[t] = logsumexp(log_p + log_b[t + 1] + log_beta[t + 1], 1)
+    log_likelihood = logsumexp(log_alpha[-1], 0)
+    xi = np.zeros((k, k))
+    for t in range(1, steps):
+        xi += np.exp(log_alpha[t - 1][:, None] + log_p + log_b[t]
+                     + log_beta[t] - log_likelihood)
+
+    def normalized(log_values):
+        return np.exp(log_values - logsumexp(log_values, 1)[:, None])
+
+    return dict(filtered=normalized(log_alpha),
+                predicted=normalized(log_predicted),
+                smoothed=np.exp(log_alpha + log_beta - log_likelihood),
+                expected_transitions=xi, log_likelihood=log_likelihood)
+
+
+def numpy_viterbi(initial, transition, log_b):
+    """The most likely state path of one sequence `log_b` (T, K), in log
+    space (as `numpy_forward_backward`)."""
+    steps, k = log_b.shape
+    log_p = np.log(transition)
+    score = np.log(initial) + log_b[0]
+    back = np.zeros((steps, k), int)
+    for t in range(1, steps):
+        candidates = score[:, None] + log_p          # (from, to)
+        back[t] = candidates.argmax(0)
+        score = candidates.max(0) + log_b[t]
+    path = np.empty(steps, int)
+    path[-1] = score.argmax()
+    for t in range(steps - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
 
 
 def normal_log_pdf(x, mean, scale):

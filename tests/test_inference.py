@@ -5,7 +5,7 @@ initial distribution and a transition matrix, with no layer in between.
 What they are checked against, with a non-uniform initial distribution:
 
 - a log-space forward-backward, expected transition counts and Viterbi
-  written out below in NumPy, one sequence at a time;
+  written out in NumPy (`tests/_helpers.py`), one sequence at a time;
 - `tfp.distributions.HiddenMarkovModel` with Gaussian emissions (its
   `log_prob`, `posterior_marginals`, `posterior_mode`);
 - the same sequences unpadded (masks anywhere), and a stack of models run
@@ -20,61 +20,11 @@ best paths are far apart).
 import numpy as np
 import pytest
 
+from _helpers import numpy_forward_backward, numpy_viterbi
 from keras_mrnn import _inference
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 N, T, K = 4, 20, 3
-
-
-def lse(a, axis):
-    top = np.max(a, axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
-
-
-def numpy_forward_backward(initial, transition, log_b):
-    """One sequence `log_b` (T, K) in log space: filter, predicted,
-    smoother, expected transitions, log p(x)."""
-    steps, k = log_b.shape
-    log_p = np.log(transition)
-    log_alpha = np.empty((steps, k))
-    log_predicted = np.empty((steps, k))
-    log_predicted[0] = np.log(initial)
-    for t in range(steps):
-        if t:
-            log_predicted[t] = lse(log_alpha[t - 1][:, None] + log_p, 0)
-        log_alpha[t] = log_predicted[t] + log_b[t]
-    log_beta = np.zeros((steps, k))
-    for t in range(steps - 2, -1, -1):
-        log_beta[t] = lse(log_p + log_b[t + 1] + log_beta[t + 1], 1)
-    log_likelihood = lse(log_alpha[-1], 0)
-    xi = np.zeros((k, k))
-    for t in range(1, steps):
-        xi += np.exp(log_alpha[t - 1][:, None] + log_p + log_b[t]
-                     + log_beta[t] - log_likelihood)
-
-    def normalized(log_values):
-        return np.exp(log_values - lse(log_values, 1)[:, None])
-
-    return dict(filtered=normalized(log_alpha),
-                predicted=normalized(log_predicted),
-                smoothed=np.exp(log_alpha + log_beta - log_likelihood),
-                expected_transitions=xi, log_likelihood=log_likelihood)
-
-
-def numpy_viterbi(initial, transition, log_b):
-    steps, k = log_b.shape
-    log_p = np.log(transition)
-    score = np.log(initial) + log_b[0]
-    back = np.zeros((steps, k), int)
-    for t in range(1, steps):
-        candidates = score[:, None] + log_p          # (from, to)
-        back[t] = candidates.argmax(0)
-        score = candidates.max(0) + log_b[t]
-    path = np.empty(steps, int)
-    path[-1] = score.argmax()
-    for t in range(steps - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return path
 
 
 def random_model(seed, k=K):

@@ -4,9 +4,10 @@
 
 What they are checked against:
 
-- a log-space forward-backward and Viterbi written out below in NumPy
-  (float64), over emissions computed here from the model's equations and
-  the switch's weights (not by `HMMSwitch.log_likelihoods`);
+- a log-space forward-backward and Viterbi written out in NumPy
+  (float64, `tests/_helpers.py`), over emissions computed here from the
+  model's equations and the switch's weights (not by
+  `HMMSwitch.log_likelihoods`);
 - `tfp.distributions.HiddenMarkovModel`, with a time-varying observation
   distribution (the AR emission's mean depends on the observed x_{t-1});
 - the layer's own filter `q` and input-likelihood loss;
@@ -35,7 +36,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from _helpers import SMALL_AR, randomize
+from _helpers import SMALL_AR, numpy_forward_backward, numpy_viterbi
+from _helpers import randomize, softmax
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
@@ -48,16 +50,6 @@ K = 3
 
 
 # ------------------------------------------------------------ NumPy maths
-def lse(a, axis):
-    top = np.max(a, axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(
-        np.sum(np.exp(a - top), axis=axis))
-
-
-def softmax_rows(logits):
-    return np.exp(logits - lse(logits, -1)[..., None])
-
-
 def hmm_layer(switch, units=2, **kwargs):
     return MarkovLSTM(units, num_states=K, switch=switch,
                       return_switches=True, return_sequences=True, **kwargs)
@@ -93,7 +85,7 @@ def model_from_weights(switch):
         first_tril[:, index, index] = scale / np.sqrt(1.0 - a ** 2)
     elif switch.order == 1:
         ar = np.broadcast_to(weight("ar"), (k, features, features)).copy()
-    return dict(level=level, P=softmax_rows(weight("transition")), A=ar,
+    return dict(level=level, P=softmax(weight("transition")), A=ar,
                 tril=tril, first_tril=first_tril)
 
 
@@ -130,49 +122,17 @@ def emissions(x, model):
     return gaussian_log_pdf(x[:, :, None, :], mean, tril)
 
 
-def numpy_forward_backward(log_b, transition):
-    """Log-space forward-backward of one sequence: `log_b` (T, K), uniform
-    first state, then P. Returns (filter (T, K), smoother (T, K),
-    log p(x))."""
-    steps, k = log_b.shape
-    log_p = np.log(transition)
-    log_alpha = np.empty((steps, k))
-    log_alpha[0] = log_b[0] - np.log(k)
-    for t in range(1, steps):
-        log_alpha[t] = lse(log_alpha[t - 1][:, None] + log_p, 0) + log_b[t]
-    log_beta = np.zeros((steps, k))
-    for t in range(steps - 2, -1, -1):
-        log_beta[t] = lse(log_p + log_b[t + 1] + log_beta[t + 1], 1)
-    log_likelihood = lse(log_alpha[-1], 0)
-    filtered = np.exp(log_alpha - lse(log_alpha, 1)[:, None])
-    smoothed = np.exp(log_alpha + log_beta - log_likelihood)
-    return filtered, smoothed, log_likelihood
-
-
-def numpy_viterbi(log_b, transition):
-    """Log-space Viterbi of one sequence, uniform first state."""
-    steps, k = log_b.shape
-    log_p = np.log(transition)
-    score = log_b[0] - np.log(k)
-    back = np.zeros((steps, k), int)
-    for t in range(1, steps):
-        candidates = score[:, None] + log_p          # (from, to)
-        back[t] = candidates.argmax(0)
-        score = candidates.max(0) + log_b[t]
-    path = np.empty(steps, int)
-    path[-1] = score.argmax()
-    for t in range(steps - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return path
-
-
 def references(log_b, transition):
     """The NumPy filter, smoother, Viterbi paths and log-likelihoods of a
-    batch of full-length sequences `log_b` (N, T, K)."""
-    runs = [numpy_forward_backward(row, transition) for row in log_b]
-    return (np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs]),
-            np.stack([numpy_viterbi(row, transition) for row in log_b]),
-            np.array([r[2] for r in runs]))
+    batch of full-length sequences `log_b` (N, T, K), from a uniform first
+    state (`tests/_helpers.py`'s log-space recursions)."""
+    uniform = np.full(log_b.shape[-1], 1.0 / log_b.shape[-1])
+    runs = [numpy_forward_backward(uniform, transition, row) for row in log_b]
+    return (np.stack([r["filtered"] for r in runs]),
+            np.stack([r["smoothed"] for r in runs]),
+            np.stack([numpy_viterbi(uniform, transition, row)
+                      for row in log_b]),
+            np.array([r["log_likelihood"] for r in runs]))
 
 
 def inference(layer, x, mask=None):
