@@ -1,6 +1,6 @@
 """Helpers shared by the test files: paths, running Python in a new
-process, the NumPy maths the tests compare the layers with, and small
-layers and stateful models.
+process, tensors and gradients on any backend, the NumPy maths the tests
+compare the layers with, and small layers and stateful models.
 
 A plain module, imported as `_helpers` (pytest puts tests/ on the path, as
 the folder of conftest.py); conftest.py keeps the fixtures.
@@ -13,6 +13,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 import keras_mrnn
 from keras_mrnn import stateful
@@ -57,6 +58,73 @@ def run_python(*args, timeout=600, env=None, check=True):
 def last_json_line(stdout):
     """The JSON object a script printed on its last line."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------- on any backend
+BACKEND = keras.backend.backend()
+
+
+def tensorflow_only(reason):
+    """Marks a test of a TensorFlow-only piece (XLA's loop, `tf.function`'s
+    tracing, `tf.distribute`, TensorFlow's runtime errors): it skips on the
+    other backends with `reason`, which says what it checks there instead
+    where something does."""
+    return pytest.mark.skipif(BACKEND != "tensorflow", reason=reason)
+
+
+def to_numpy(x):
+    """A tensor (or Keras variable) as a NumPy array on any backend,
+    through `keras.ops.convert_to_numpy` (which detaches PyTorch's tensors
+    that require grad; JAX's arrays have no `.numpy()`)."""
+    return keras.ops.convert_to_numpy(x)
+
+
+def value_and_gradients(loss_fn, variables, has_aux=False):
+    """`loss_fn()` and its gradients with respect to `variables` (Keras
+    variables), through each backend's own mechanism.
+
+    `tf.GradientTape` on TensorFlow, `torch.autograd.grad` on PyTorch, and
+    on JAX `jax.value_and_grad` of a stateless call (the variables' values
+    in a `keras.StatelessScope`, as Keras's own JAX trainer does; state
+    that `loss_fn` assigns there, a seed generator's, is not kept). With
+    `has_aux`, `loss_fn` returns `(loss, aux)`. Returns `(loss, grads)`,
+    or `(loss, grads, aux)`, as NumPy arrays (aux converted leaf by leaf),
+    a variable that the loss does not reach getting zeros.
+    """
+    variables = list(variables)
+
+    def split(out):
+        return out if has_aux else (out, None)
+
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss, aux = split(loss_fn())
+        grads = tape.gradient(loss, variables)
+    elif BACKEND == "torch":
+        import torch
+
+        loss, aux = split(loss_fn())
+        grads = torch.autograd.grad(
+            loss, [v.value for v in variables], allow_unused=True)
+    elif BACKEND == "jax":
+        import jax
+
+        def stateless(values):
+            with keras.StatelessScope(
+                    state_mapping=list(zip(variables, values))):
+                return split(loss_fn())
+
+        (loss, aux), grads = jax.value_and_grad(stateless, has_aux=True)(
+            [v.value for v in variables])
+    else:
+        raise NotImplementedError(BACKEND)
+    grads = [np.zeros(v.shape, v.dtype) if g is None else to_numpy(g)
+             for v, g in zip(variables, grads)]
+    if aux is not None:
+        aux = keras.tree.map_structure(to_numpy, aux)
+    return (to_numpy(loss), grads) + ((aux,) if has_aux else ())
 
 
 # ------------------------------------------------------- NumPy maths

@@ -1,11 +1,11 @@
 """Shared fixtures: float32 matmuls, and tolerances for comparing two kernel
-paths that hold on a GPU as well as on the CPU; the `backends` marker.
+paths that hold on a GPU as well as on the CPU.
 
-The suite runs on the Keras backend that `KERAS_BACKEND` names. On
-TensorFlow every test runs. `pytest -m backends` selects the tests that
-check the package on any backend (what `.ci/run` runs again under JAX and
-PyTorch, see README "Backends"); tests of TensorFlow-only features skip
-elsewhere with their reason.
+The whole suite runs on the Keras backend that `KERAS_BACKEND` names;
+`.ci/run` runs it under TensorFlow, JAX and PyTorch (README "Backends").
+Tests of a TensorFlow-only piece (XLA's loop, `tf.function`'s tracing,
+`tf.distribute`) are marked `_helpers.tensorflow_only(reason)` and skip
+elsewhere with that reason; `pytest -rs` lists them.
 """
 
 import keras
@@ -46,14 +46,6 @@ if BACKEND == "torch":
         return _tensor_array(self.detach().cpu(), *args, **kwargs)
 
     torch.Tensor.__array__ = _detached_array
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "backends: checks the package on every Keras backend (run again "
-        "under JAX and PyTorch by .ci/run)",
-    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,9 @@
 """The Markov LSTM, its callbacks and saving on whichever Keras backend runs.
 
-`.ci/run` runs the marked tests (`pytest -m backends`) under JAX and PyTorch
-as well as TensorFlow. Each compares with something independent of the
-backend's loop: the same layer's eager call on other chunks, the layer
-without a mask on trimmed sequences, the layer's own states, a file saved
-on another backend.
+`.ci/run` runs the suite under TensorFlow, JAX and PyTorch. Each test
+compares with something independent of the backend's loop: the same
+layer's eager call on other chunks, the layer without a mask on trimmed
+sequences, the layer's own states, a file saved on another backend.
 """
 
 import keras
@@ -15,7 +14,6 @@ from keras import ops
 import keras_mrnn
 from _helpers import run_python
 
-pytestmark = pytest.mark.backends
 
 BACKEND = keras.backend.backend()
 SWITCHES = ["linear", "predictive", "hmm"]

@@ -43,7 +43,6 @@ def test_markov_lstm_speed_quick(tmp_path):
 OTHER_BACKENDS = {"jax": ("jax", "on"), "torch": ("torch", "off")}
 
 
-@pytest.mark.backends
 @pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
 def test_markov_lstm_speed_quick_on_backend(tmp_path, backend):
     module, jit = OTHER_BACKENDS[backend]

@@ -18,7 +18,6 @@ import pytest
 from _helpers import last_json_line, run_python
 
 pytestmark = [
-    pytest.mark.backends,
     pytest.mark.skipif(keras.backend.backend() != "jax",
                        reason="keras.distribution.DataParallel on JAX"),
 ]

@@ -13,7 +13,6 @@ from scipy import special, stats
 from keras_mrnn import _backend
 from keras_mrnn import _distributions as dist
 
-pytestmark = pytest.mark.backends
 
 BACKEND = keras.backend.backend()
 

@@ -43,7 +43,6 @@ MODULES = (markov_lstm, switches, vrnn, gumbel, callbacks, stateful,
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # The examples print the same on every backend (run by .ci/run on each).
-pytestmark = pytest.mark.backends
 
 
 def _docstring_tests():

@@ -147,7 +147,6 @@ def test_regime_switching_quick(tmp_path):
 # Run on every backend by .ci/run (the example inherits KERAS_BACKEND): on
 # JAX it stacked keras.layers.RNN(MarkovLSTMCell), which refuses to draw
 # noise inside JAX's loop.
-@pytest.mark.backends
 def test_stateful_cosine_quick(tmp_path):
     import keras
 
@@ -197,7 +196,6 @@ def test_bad_data_path_fails_clearly(tmp_path):
 
 # Run on every backend by .ci/run: on PyTorch np.asarray of the model's
 # output (a tensor that requires grad) failed.
-@pytest.mark.backends
 @pytest.mark.parametrize("statsmodels", ["installed", "missing"])
 def test_business_cycle_quick(tmp_path, statsmodels):
     env = None

@@ -27,7 +27,6 @@ from keras_mrnn import MarkovLSTM
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
 
-pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 

@@ -32,7 +32,6 @@ from keras_mrnn import MarkovLSTM
 from keras_mrnn.switches import HMMSwitch
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 LOG_SCALE_FLOOR = -7.0  # the switch's floor of log scales

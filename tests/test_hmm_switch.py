@@ -20,7 +20,6 @@ from keras_mrnn.switches import HMMSwitch
 from keras_mrnn.datasets import normalized_mutual_information
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 

@@ -16,7 +16,6 @@ from keras_mrnn import VRNN
 from keras_mrnn import VRNNCell
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 # The config keys that `.keras` files saved before issue 11 hold: the
 # layers must still write (and read) exactly these.

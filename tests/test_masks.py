@@ -16,7 +16,6 @@ from _helpers import make_layer
 from keras_mrnn import _validation as check
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 BATCH, TIME, FEATURES = 4, 20, 3
 BAD_MASKS = [(4, 19), (4, 21), (3, 20), (4, 20, 1)]

@@ -18,7 +18,6 @@ from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 from keras_mrnn.switches import PredictiveSwitch
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 

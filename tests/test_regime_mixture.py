@@ -25,7 +25,6 @@ from scipy import stats
 from keras_mrnn import MarkovLSTM, RegimeMixture
 from keras_mrnn.switches import HMMSwitch, LinearSwitch
 
-pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 

@@ -14,7 +14,6 @@ from _helpers import normal_log_pdf
 from keras_mrnn import datasets
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 PROCESS = datasets.MarkovSwitchingAR()
 

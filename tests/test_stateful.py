@@ -15,7 +15,6 @@ from _helpers import (
 from keras_mrnn import stateful
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 KINDS = ["markov", "vrnn"]
 

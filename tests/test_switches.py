@@ -21,7 +21,6 @@ from keras_mrnn import MarkovLSTM, MarkovLSTMCell, switches
 from keras_mrnn.switches import HMMSwitch, LinearSwitch, PredictiveSwitch
 
 # Run on every backend by .ci/run (see conftest.py).
-pytestmark = pytest.mark.backends
 
 DATA = os.path.join(TESTS, "data")
 SAVED = np.load(os.path.join(DATA, "markov_lstm_predictions_7030b5f.npz"))

@@ -1,6 +1,6 @@
 """The VRNN on whichever Keras backend runs (TensorFlow, JAX, PyTorch).
 
-`.ci/run` runs the marked tests (`pytest -m backends`) under every backend.
+`.ci/run` runs the suite under TensorFlow, JAX and PyTorch.
 Each compares with something independent of the backend's loop and trainer:
 the closed-form KL and NLL written in NumPy, the same layer on trimmed or
 reversed sequences, one pass against stateful chunks, the standardized
@@ -16,7 +16,6 @@ from scipy import stats
 import keras_mrnn
 from _helpers import normal_log_pdf, randomize, run_python
 
-pytestmark = pytest.mark.backends
 
 BACKEND = keras.backend.backend()
 
