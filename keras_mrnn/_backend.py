@@ -116,11 +116,17 @@ def function(fn, variables=None):
     that `fn` reads or assigns: weights, seed generators' states), a
     `jax.jit` of a stateless version of `fn` (their values in, their new
     values out and assigned back), so that it compiles once per shape
-    instead of at every call; without `variables`, `fn` itself. `fn`
-    itself on PyTorch, where ops run eagerly.
+    instead of at every call; without `variables`, `fn` itself. On PyTorch,
+    where ops run eagerly, `fn` under `torch.no_grad()`: the analysis
+    methods that use it give values, not gradients (on JAX neither), and
+    autograd's record of every op of a long loop costs time and memory.
     """
     if is_tensorflow():
         return _tf().function(fn, reduce_retracing=True, autograph=False)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()(fn)
     if variables is None or keras.backend.backend() != "jax":
         return fn
     import jax

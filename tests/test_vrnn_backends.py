@@ -370,3 +370,22 @@ def test_jax_analysis_compiles_once_per_shape_and_reads_current_weights():
                for s in (7, 7, 8)]
     np.testing.assert_array_equal(samples[0], samples[1])
     assert not np.array_equal(samples[0], samples[2])
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's autograd")
+def test_torch_analysis_records_no_gradients_and_leaves_training_alone():
+    import torch
+
+    layer = keras_mrnn.VRNN(8, latent_dim=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 6, 3)).astype("float32")
+    trained = layer(x, training=True)
+    assert trained.requires_grad
+    # The analysis runs under torch.no_grad(): no autograd record of the
+    # loop (time and memory), and what it returns holds no graph.
+    outputs = [layer.infer(x, seed=1)["z"], layer.reconstruct(x, seed=1),
+               layer.sample(5, batch_size=2, seed=1),
+               layer.log_likelihood(x, num_samples=3, seed=1)]
+    assert not any(o.requires_grad for o in outputs)
+    # And leaves gradients on for what comes after.
+    assert torch.is_grad_enabled()
+    assert layer(x, training=True).requires_grad
