@@ -14,6 +14,7 @@ once; `set_up` imports it.
 import argparse
 import os
 import platform
+import sys
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -90,10 +91,18 @@ def set_up(args):
 
     matplotlib.use("Agg")
     os.makedirs(args.output_dir, exist_ok=True)
+    backend = keras.backend.backend()
+    if backend != "tensorflow" and "tensorflow" not in sys.modules:
+        # Keras imports TensorFlow where it is installed (seconds, and its
+        # start-up log) to seed it in set_random_seed and to look for its
+        # types when saving; off TensorFlow the examples hold none. A
+        # private flag of Keras 3's lazy module: if it goes, the log returns.
+        from keras.src.utils.module_utils import tensorflow as lazy_tf
+
+        lazy_tf._available = False
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    backend = keras.backend.backend()
     device = ", ".join(gpu_names(backend)) or f"CPU ({cpu_name()})"
     print(f"Device: {device}; Keras backend: {backend}")
     return device
