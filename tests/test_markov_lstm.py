@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import keras
 
 import keras_mrnn
-from _helpers import numpy_switched_lstms, randomize, softmax
+from _helpers import (
+    BACKEND, numpy_switched_lstms, randomize, softmax, tensorflow_only,
+    to_numpy, value_and_gradients,
+)
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 
 
@@ -134,12 +136,12 @@ def test_training_switches_are_soft_samples_on_the_simplex():
     layer = MarkovLSTM(4, num_states=5, temperature=1.0, seed=3,
                        straight_through=False, return_switches=True)
     _, q, z = layer(x, training=True)
-    z = z.numpy()
+    z = to_numpy(z)
     assert np.all(z >= 0)
     np.testing.assert_allclose(z.sum(-1), 1.0, rtol=1e-5)
     # Relaxed, not one-hot, at temperature 1.
     assert np.any((z > 1e-3) & (z < 1 - 1e-3))
-    np.testing.assert_allclose(q.numpy().sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(q).sum(-1), 1.0, rtol=1e-5)
 
 
 def test_inference_switch_modes():
@@ -148,12 +150,12 @@ def test_inference_switch_modes():
         layer = MarkovLSTM(4, num_states=5, inference_switch=mode, seed=1,
                            return_switches=True)
         _, q, z = layer(x, training=False)
-        z = z.numpy()
+        z = to_numpy(z)
         assert set(np.unique(z)) <= {0.0, 1.0}
         np.testing.assert_array_equal(z.sum(-1), 1.0)
         if mode == "argmax":
             np.testing.assert_array_equal(
-                z.argmax(-1), q.numpy().argmax(-1))
+                z.argmax(-1), to_numpy(q).argmax(-1))
     layer = MarkovLSTM(4, num_states=5, inference_switch="expected",
                        return_switches=True)
     _, q, z = layer(x, training=False)
@@ -165,12 +167,14 @@ def test_straight_through_is_one_hot_with_gradient():
     layer = MarkovLSTM(4, num_states=3, straight_through=True, seed=0,
                        return_switches=True)
     layer.build(x.shape)
-    with tf.GradientTape() as tape:
+
+    def loss_fn():
         h, _, z = layer(x, training=True)
-        loss = tf.reduce_sum(h ** 2)
-    z = z.numpy()
+        return keras.ops.sum(h ** 2), z
+
+    _, (grad,), z = value_and_gradients(
+        loss_fn, [layer.cell.switch.kernel], has_aux=True)
     assert set(np.unique(z)) <= {0.0, 1.0}
-    grad = tape.gradient(loss, layer.cell.switch.kernel).numpy()
     assert np.abs(grad).sum() > 0  # the switch learns through the hard z
 
 
@@ -181,7 +185,7 @@ def test_fixed_seed_reproduces_and_different_seeds_differ():
         layer = MarkovLSTM(4, num_states=4, seed=seed, return_switches=True,
                            kernel_initializer=keras.initializers.GlorotUniform(0),
                            recurrent_initializer=keras.initializers.Orthogonal(0))
-        return layer(x, training=True)[2].numpy()
+        return to_numpy(layer(x, training=True)[2])
 
     np.testing.assert_array_equal(run(11), run(11))
     assert not np.allclose(run(11), run(12))
@@ -194,8 +198,8 @@ def test_noise_differs_between_steps_and_calls():
                        recurrent_initializer="zeros")
     # Zero input and zero recurrent weights: logits are equal at every
     # step, so any difference between steps comes from the noise.
-    z1 = layer(x, training=True)[2].numpy()
-    z2 = layer(x, training=True)[2].numpy()
+    z1 = to_numpy(layer(x, training=True)[2])
+    z2 = to_numpy(layer(x, training=True)[2])
     assert not np.allclose(z1[:, 0], z1[:, 1])
     assert not np.allclose(z1, z2)
 
@@ -205,23 +209,20 @@ def test_gradients_reach_every_lstm_and_the_switch():
     x = np.random.default_rng(9).normal(size=(8, 6, 3)).astype("float32")
     layer = MarkovLSTM(4, num_states=3, seed=0)
     layer.build(x.shape)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x, training=True) ** 2)
     cell = layer.cell
-    grads = tape.gradient(loss, [cell.kernel, cell.recurrent_kernel,
-                                 cell.bias, cell.switch.kernel,
-                                 cell.switch.recurrent_kernel,
-                                 cell.switch.bias])
+    _, grads = value_and_gradients(
+        lambda: keras.ops.sum(layer(x, training=True) ** 2),
+        [cell.kernel, cell.recurrent_kernel, cell.bias, cell.switch.kernel,
+         cell.switch.recurrent_kernel, cell.switch.bias])
     K, m = 3, 4
     for grad in grads[:3]:
-        grad = grad.numpy()
         for gate in range(4):
             for k in range(K):
                 start = gate * K * m + k * m
                 block = grad[..., start:start + m]
                 assert np.abs(block).sum() > 0, (gate, k)
     for grad in grads[3:]:
-        assert np.abs(grad.numpy()).sum() > 0
+        assert np.abs(grad).sum() > 0
 
 
 def test_entropy_weight_adds_the_entropy_loss():
@@ -229,7 +230,7 @@ def test_entropy_weight_adds_the_entropy_loss():
     layer = MarkovLSTM(4, num_states=3, entropy_weight=0.5,
                        return_switches=True)
     _, q, _ = layer(x, training=False)
-    q = q.numpy()
+    q = to_numpy(q)
     entropy = -(q * np.log(q)).sum(-1).mean()
     assert len(layer.losses) == 1
     np.testing.assert_allclose(layer.losses[0], -0.5 * entropy, rtol=1e-5)
@@ -243,7 +244,7 @@ def test_entropy_loss_ignores_masked_steps():
     layer = MarkovLSTM(4, num_states=3, entropy_weight=1.0,
                        return_switches=True, return_sequences=True)
     _, q, _ = layer(x, mask=mask, training=False)
-    q = q.numpy()[:, :4]
+    q = to_numpy(q)[:, :4]
     entropy = -(q * np.log(q)).sum(-1).mean()
     np.testing.assert_allclose(layer.losses[0], -entropy, rtol=1e-5)
 
@@ -284,7 +285,15 @@ def test_go_backwards_equals_reversed_input():
     np.testing.assert_allclose(backward(x), forward(x[:, ::-1]), atol=1e-6)
 
 
-@pytest.mark.parametrize("use_layer", [True, False])
+@pytest.mark.parametrize("use_layer", [
+    True,
+    pytest.param(False, marks=pytest.mark.skipif(
+        BACKEND == "jax",
+        reason="Keras's own keras.layers.RNN(stateful=True) does not carry "
+        "its states from one predict call to the next on JAX (neither with "
+        "Keras's LSTMCell): the use_layer=True case checks MarkovLSTM's "
+        "stateful chunks there")),
+])
 def test_stateful_chunks_equal_one_pass(use_layer):
     rng = np.random.default_rng(15)
     x = rng.normal(size=(4, 12, 3)).astype("float32")
@@ -315,10 +324,18 @@ def test_stateful_sequential_model_trains_with_fit():
     rng = np.random.default_rng(16)
     x = rng.normal(size=(32, 5, 1)).astype("float32")
     y = x.sum(axis=1)
+    if BACKEND == "jax":
+        # A bare cell in keras.layers.RNN refuses to draw its training
+        # noise inside JAX's scan (where its seed generator cannot
+        # advance), and that layer does not carry its states between
+        # batches on JAX: MarkovLSTM is the layer for JAX.
+        recurrent = MarkovLSTM(8, num_states=2, seed=0, stateful=True)
+    else:
+        recurrent = keras.layers.RNN(
+            MarkovLSTMCell(8, num_states=2, seed=0), stateful=True)
     model = keras.Sequential([
         keras.Input(batch_shape=(8, 5, 1)),
-        keras.layers.RNN(MarkovLSTMCell(8, num_states=2, seed=0),
-                         stateful=True),
+        recurrent,
         keras.layers.Dense(1),
     ])
     model.compile(keras.optimizers.Adam(1e-2), "mse")
@@ -343,7 +360,14 @@ def test_dropout_only_in_training():
 
 
 # -------------------------------------------------------- temperature
+@tensorflow_only(
+    "checks that one XLA-compiled tf.function reads the temperature "
+    "variable (one trace for two temperatures); on every backend "
+    "test_callbacks.py::test_scheduler_changes_temperature_inside_compiled_"
+    "fit checks that compiled fit steps read the scheduled temperature")
 def test_temperature_is_read_by_a_compiled_step():
+    import tensorflow as tf
+
     x = np.random.default_rng(18).normal(size=(32, 8, 3)).astype("float32")
     layer = MarkovLSTM(4, num_states=4, seed=0, return_switches=True,
                        straight_through=False)
@@ -435,6 +459,11 @@ def test_input_that_is_not_3d_raises_at_build(shape):
         layer(np.zeros(shape, "float32"))
 
 
+@tensorflow_only(
+    "compares TensorFlow's two loops, per-step projection against XLA's "
+    "projection before the loop; JAX always projects before its loop and "
+    "PyTorch never compiles it, one loop each, checked against NumPy by "
+    "test_layer_switch_outputs_match_numpy_over_a_sequence")
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("length", [9, None])
 def test_xla_loop_projecting_before_the_loop_matches_the_per_step_loop(
@@ -443,6 +472,8 @@ def test_xla_loop_projecting_before_the_loop_matches_the_per_step_loop(
     """Under XLA the layer projects all steps before its loop; otherwise
     each step projects its own inputs. Same outputs, switches, masked steps
     and gradients either way (also with an unknown length)."""
+    import tensorflow as tf
+
     rng = np.random.default_rng(31)
     x = rng.normal(size=(3, 9, 2)).astype("float32")
     mask = np.ones((3, 9), bool)
@@ -483,10 +514,23 @@ def test_unknown_length_runs_every_step(training, kernel_tol):
                          inference_switch="expected", seed=0)
     dynamic.build((2, None, 3))
     dynamic.set_weights(fixed.get_weights())
-    spec = tf.TensorSpec((2, None, 3), tf.float32)
-    got = tf.function(lambda v: dynamic(v, training=training),
-                      input_signature=[spec])(x).numpy()
-    want = fixed(x, training=training).numpy()
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        # A graph that does not know the length.
+        spec = tf.TensorSpec((2, None, 3), tf.float32)
+        got = tf.function(lambda v: dynamic(v, training=training),
+                          input_signature=[spec])(x)
+    else:
+        # JAX's traces and PyTorch's eager calls know every length: the
+        # unknown one is that of Keras's symbolic call (on JAX a trace with
+        # stand-in lengths), then the model runs on the 9 steps.
+        inputs = keras.Input(batch_shape=(2, None, 3))
+        model = keras.Model(inputs, dynamic(inputs))
+        assert tuple(model.output.shape) == (2, None, 4)
+        got = model(x, training=training)
+    got = to_numpy(got)
+    want = to_numpy(fixed(x, training=training))
     assert got.shape == (2, 9, 4)
     # The last steps were computed, not left at zero.
     assert np.abs(got[:, -1]).sum() > 0
@@ -529,7 +573,7 @@ def test_entropy_loss_mask_follows_go_backwards():
     _, q, _ = layer(x, mask=mask, training=False)
     # q comes in processing order (last input step first), like the mask
     # reversed in time.
-    q = q.numpy()
+    q = to_numpy(q)
     entropy = -(q * np.log(q)).sum(-1)
     weight = mask[:, ::-1].astype("float32")
     want = -(entropy * weight).sum() / weight.sum()
@@ -553,7 +597,7 @@ def test_unit_forget_bias_sets_the_forget_block_like_keras():
     keras_cell = keras.layers.LSTMCell(3, bias_initializer="ones")
     keras_cell.build((None, 2))
     np.testing.assert_allclose(cell.lstm_weights(1)[2],
-                               keras_cell.bias.numpy())
+                               to_numpy(keras_cell.bias))
 
 
 @pytest.mark.parametrize("return_state", [False, True])
