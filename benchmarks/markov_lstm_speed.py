@@ -266,14 +266,14 @@ def time_train_on_batch(model, x, y, repeats, steps_per_repeat):
     step has finished on the device before the next starts.
     """
     x = ops.convert_to_tensor(x)
-    y = ops.convert_to_tensor(y)
+    y = None if y is None else ops.convert_to_tensor(y)
     for _ in range(3):  # trace, compile and warm up
         model.train_on_batch(x, y)
     timings = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(steps_per_repeat):
-            loss = model.train_on_batch(x, y)
+            loss = model.train_on_batch(x, y, return_dict=True)["loss"]
         timings.append((time.perf_counter() - start) / steps_per_repeat)
     if not math.isfinite(float(loss)):
         raise FloatingPointError(f"{model.layers[0].name}: loss {loss}")

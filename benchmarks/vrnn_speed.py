@@ -10,6 +10,9 @@ features; `--lengths` adds longer ones) and train with Adam:
 
 Each configuration is warmed up, then timed over several repeats; the table
 shows medians and the ratio to the LSTM of the same setting and jit mode.
+On the backend `KERAS_BACKEND` names (TensorFlow by default), in the jit
+modes it has (see markov_lstm_speed.py: TensorFlow off and on, JAX on,
+PyTorch off).
 
     python benchmarks/vrnn_speed.py            # full table
     python benchmarks/vrnn_speed.py --quick    # seconds, smoke test
@@ -22,10 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_mrnn  # noqa: E402
-from markov_lstm_speed import device_name, time_training  # noqa: E402
+from markov_lstm_speed import (  # noqa: E402
+    BACKEND, JIT_MODES, backend_version, device_name, time_train_on_batch,
+    time_training)
 
 
 def build_vrnn(units, steps, features):
@@ -62,22 +66,27 @@ def main():
     parser.add_argument("--lengths", nargs="*", type=int, default=[28],
                         help="Sequence lengths (time steps) to time "
                              "(default: 28).")
-    parser.add_argument("--jit", nargs="*", default=["off", "on"],
+    parser.add_argument("--jit", nargs="*", default=None,
                         choices=["off", "on"],
-                        help="jit_compile modes to time (default: off on).")
+                        help="jit_compile modes to time (default: those "
+                             "the backend has).")
     args = parser.parse_args()
+    jit_modes = args.jit or JIT_MODES[BACKEND]
     batch, features, units = 150, 28, args.units
     lengths, repeats = args.lengths, args.repeats
     if args.quick:
         batch, lengths, repeats, units = 8, [5], 2, 16
 
-    print(f"Device: {device_name()}; TensorFlow {tf.__version__}, "
-          f"Keras {keras.__version__}")
+    print(f"Device: {device_name()}; backend {BACKEND} "
+          f"({backend_version()}), Keras {keras.__version__}")
+    # Keras's compiled train function on TensorFlow; train_on_batch, the
+    # same on every backend, elsewhere.
+    timer = time_training if BACKEND == "tensorflow" else time_train_on_batch
     rows = []
     for length in lengths:
         x = np.random.default_rng(0).random(
             (batch, length, features)).astype("float32")
-        for jit in args.jit:
+        for jit in jit_modes:
             timings = {}
             for name, build in [(f"LSTM({units})", build_lstm),
                                 (f"VRNN({units}, latent 16)", build_vrnn)]:
@@ -85,7 +94,7 @@ def main():
                 model.compile(keras.optimizers.Adam(1e-3), loss,
                               jit_compile=jit == "on")
                 y = x if loss else None
-                timings[name] = time_training(
+                timings[name] = timer(
                     model, x, y, repeats, 1 if args.quick else 5)
                 print(f"  T={length:<4d} jit={jit:<3s} {name:<24s} "
                       f"{timings[name]:9.2f} ms/step", flush=True)

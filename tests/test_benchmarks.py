@@ -10,9 +10,8 @@ import json
 import math
 import os
 
-import keras
 import pytest
-from _helpers import ROOT, run_python
+from _helpers import BACKEND, ROOT, run_python, tensorflow_only
 
 
 def run(script, *args):
@@ -24,6 +23,11 @@ SPEED_MODELS = {"LSTM(128)", "MarkovLSTM(128, K=4)",
                 "naive 4 x LSTMCell(128)", "LSTM(512)"}
 
 
+# The speed script takes its backend from --backend: the TensorFlow run of
+# the suite times TensorFlow, the JAX and PyTorch runs their own.
+@tensorflow_only("times TensorFlow (--backend tensorflow); the JAX and "
+                 "PyTorch runs time theirs: "
+                 "test_markov_lstm_speed_quick_on_backend")
 def test_markov_lstm_speed_quick(tmp_path):
     path = tmp_path / "speed.json"
     out = run("markov_lstm_speed.py", "--quick", "--backend", "tensorflow",
@@ -46,12 +50,10 @@ OTHER_BACKENDS = {"jax": ("jax", "on"), "torch": ("torch", "off")}
 @pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
 def test_markov_lstm_speed_quick_on_backend(tmp_path, backend):
     module, jit = OTHER_BACKENDS[backend]
+    if BACKEND != backend:
+        pytest.skip(f"timed in the {backend} run of the suite")
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    running = keras.backend.backend()
-    if running in OTHER_BACKENDS and running != backend:
-        # CI's JAX and PyTorch runs each time their own backend.
-        pytest.skip(f"timed in the {backend} run of the suite")
     path = tmp_path / "speed.json"
     out = run("markov_lstm_speed.py", "--quick", "--backend", backend,
               "--json", str(path))
@@ -90,6 +92,8 @@ def test_vrnn_speed_quick():
     assert "Device:" in out and "VRNN" in out
 
 
+@tensorflow_only("times TensorFlow (--backend tensorflow); adapt on every "
+                 "backend: test_adapt.py")
 def test_switch_speed_and_adapt_time_quick(tmp_path):
     path = tmp_path / "switches.json"
     run("markov_lstm_speed.py", "--quick", "--switches", "--backend",
