@@ -86,7 +86,9 @@ def value_and_gradients(loss_fn, variables, has_aux=False):
     `tf.GradientTape` on TensorFlow, `torch.autograd.grad` on PyTorch, and
     on JAX `jax.value_and_grad` of a stateless call (the variables' values
     in a `keras.StatelessScope`, as Keras's own JAX trainer does; state
-    that `loss_fn` assigns there, a seed generator's, is not kept). With
+    that `loss_fn` assigns there, a seed generator's, is not kept; the
+    scope collects `add_loss` losses, or `layer.losses` would be empty
+    inside `loss_fn` on JAX only). With
     `has_aux`, `loss_fn` returns `(loss, aux)`. Returns `(loss, grads)`,
     or `(loss, grads, aux)`, as NumPy arrays (aux converted leaf by leaf),
     a variable that the loss does not reach getting zeros.
@@ -113,7 +115,8 @@ def value_and_gradients(loss_fn, variables, has_aux=False):
 
         def stateless(values):
             with keras.StatelessScope(
-                    state_mapping=list(zip(variables, values))):
+                    state_mapping=list(zip(variables, values)),
+                    collect_losses=True):
                 return split(loss_fn())
 
         (loss, aux), grads = jax.value_and_grad(stateless, has_aux=True)(
