@@ -456,8 +456,13 @@ class SteppedRNN:
         # states of a stateful layer are assigned here, and `_unpack` may
         # call `add_loss`, whose tensor must live in the caller's graph.
         if self.stateful:
-            for variable, state in zip(tree.flatten(self.states), states):
-                variable.assign(ops.cast(state, variable.dtype))
+            # Outside the mixed-precision autocast scope: on PyTorch a Keras
+            # variable assigns into `variable.value`, which inside it is a
+            # float16 copy, and the states never changed (Keras's own
+            # stateful LSTM neither). The variables keep their own dtype.
+            with _internals.AutocastScope(None):
+                for variable, state in zip(tree.flatten(self.states), states):
+                    variable.assign(ops.cast(state, variable.dtype))
 
         results = self._unpack(last_output, outputs, mask, training)
         states = [ops.cast(s, self.compute_dtype) for s in states]
