@@ -6,21 +6,35 @@ same model (`MarkovRegression` with the lag as a switching regressor), and
 the layer's own forward filter (its summed log-evidence at the fitted
 parameters is the log-likelihood `adapt` returns).
 
-Bounds: EM runs in float64; the layer's log-evidence is float32 summed over
-a few thousand steps of O(1) values, within 1e-5 relative of the float64
-sum. Parameter recovery is bounded by the sampling error of the fit (for
-20,000 steps, ~0.02 on levels and AR coefficients: the tolerances below
-are about three times that).
+Bounds: EM runs in NumPy float64 over emissions computed on the backend in
+float64, but in float32 on JAX (without `jax_enable_x64`). The layer's
+log-evidence is float32 summed over a few thousand steps of O(1) values,
+within 1e-5 relative of the float64 sum. Parameter recovery is bounded by
+the sampling error of the fit: each parameter within 4 of its standard
+errors at the number of steps each regime gets (for an AR(1) of
+coefficient a and scale s over n steps: s / (1 - a) / sqrt(n) for its
+level, sqrt((1 - a^2) / n) for a, 1 / sqrt(2 n) relative for s,
+sqrt(p (1 - p) / n) for a transition probability p). Measured over 25 draws
+at this size, the largest error of each kind was 2.3 to 3.8 of those.
 """
 
 import keras
 import numpy as np
 import pytest
 
+from _helpers import BACKEND, to_numpy
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.datasets import normalized_mutual_information
 from keras_mrnn.switches import HMMSwitch
+
+# Two fits of the same values laid out in arrays of other shapes (the
+# padded sequences, compressed to their valid steps, are wider than the
+# unpadded ones) agree to float64 rounding; on JAX their float32 emissions
+# (6e-8 relative rounding per value) may round differently in the other
+# shape's kernels, and the log-likelihoods of ~1,000 steps then agree to
+# ~1e-9 relative (measured), 1e-7 allowed.
+SAME_FIT = 1e-7 if BACKEND == "jax" else 1e-9
 
 
 def layer_log_likelihood(layer, x, mask=None):
@@ -28,48 +42,57 @@ def layer_log_likelihood(layer, x, mask=None):
     un-averaged)."""
     layer(x.astype("float32"), mask=mask)
     steps = x.shape[0] * x.shape[1] if mask is None else mask.sum()
-    return -float(layer.losses[-1]) * steps
+    return -float(to_numpy(layer.losses[-1])) * steps
+
+
+def within(got, want, bound):
+    """|got - want| < bound, elementwise (bound an array)."""
+    np.testing.assert_array_less(np.abs(got - want), bound)
 
 
 def test_adapt_recovers_the_parameters_of_a_known_process():
     process = MarkovSwitchingAR()
-    x, regimes = process.sample(200, 100, seed=0)
+    x, regimes = process.sample(100, 100, seed=0)
     layer = MarkovLSTM(4, num_states=3, switch="hmm", return_switches=True)
-    log_likelihood = layer.adapt(x, restarts=4, seed=0)
+    log_likelihood = layer.adapt(x, restarts=2, seed=0)
     switch = layer.cell.switch
-    order = np.argsort(switch.level.numpy()[:, 0])   # Up to relabelling.
-    want = np.argsort(process.means)
-    np.testing.assert_allclose(
-        switch.level.numpy()[order, 0], process.means[want], atol=0.06)
-    np.testing.assert_allclose(
-        np.tanh(switch.persistence.numpy()[order, 0]),
-        process.coefficients[want], atol=0.06)
-    np.testing.assert_allclose(
-        np.exp(switch.log_scale.numpy()[order, 0]), process.scales[want],
-        rtol=0.06)
-    transition = keras.ops.convert_to_numpy(
-        keras.ops.softmax(switch.transition, axis=-1))
-    np.testing.assert_allclose(
-        transition[np.ix_(order, order)],
-        process.transition_matrix[np.ix_(want, want)], atol=0.02)
+    # The fitted states in the order of the true regimes (by level).
+    order = np.empty(3, int)
+    order[np.argsort(process.means)] = np.argsort(
+        switch.level.numpy()[:, 0])
+    a, s = process.coefficients, process.scales
+    n = x.size / 3                  # Steps per regime (uniform stationary).
+    within(switch.level.numpy()[order, 0], process.means,
+           4 * s / (1 - a) / np.sqrt(n))
+    within(np.tanh(switch.persistence.numpy()[order, 0]), a,
+           4 * np.sqrt((1 - a ** 2) / n))
+    within(np.exp(switch.log_scale.numpy()[order, 0]) / s, 1.0,
+           4 / np.sqrt(2 * n))
+    transition = to_numpy(keras.ops.softmax(switch.transition, axis=-1))
+    p = process.transition_matrix
+    within(transition[np.ix_(order, order)], p,
+           4 * np.sqrt(p * (1 - p) / n))
     # The fit's log-likelihood is the layer's filter's, at those weights.
-    assert layer_log_likelihood(layer, x) == pytest.approx(
+    _, q, _ = layer(x.astype("float32"))
+    steps = x.shape[0] * x.shape[1]
+    assert -float(to_numpy(layer.losses[-1])) * steps == pytest.approx(
         log_likelihood, rel=1e-5)
     # And its states follow the regimes as the Bayes filter does.
-    _, q, _ = layer(x.astype("float32"))
-    nmi = normalized_mutual_information(regimes, np.argmax(q, -1))
+    nmi = normalized_mutual_information(regimes, np.argmax(to_numpy(q), -1))
     ceiling = normalized_mutual_information(
         regimes, np.argmax(process.filter(x), -1))
     assert nmi >= 0.98 * ceiling
 
 
 def test_every_seed_of_the_restarts_finds_the_same_optimum():
+    # Three starts: the principal component's quantiles, a k-means
+    # clustering and a random segmentation; the seed draws the last two.
     process = MarkovSwitchingAR()
-    x, _ = process.sample(100, 100, seed=1)
+    x, _ = process.sample(50, 100, seed=1)
     values = []
     for seed in range(4):
         layer = MarkovLSTM(4, num_states=3, switch="hmm")
-        values.append(layer.adapt(x, restarts=4, seed=seed))
+        values.append(layer.adapt(x, restarts=3, seed=seed))
     assert max(values) - min(values) < 0.5
 
 
@@ -107,16 +130,17 @@ def test_adapt_is_at_least_as_good_as_statsmodels_on_the_same_model():
     sigma = np.sqrt([params["sigma2[0]"], params["sigma2[1]"]])
 
     # statsmodels' parameters, scored by our model (the same but for the
-    # first step, which statsmodels conditions on).
+    # first step, which statsmodels conditions on): its log-likelihood,
+    # the layer's filter's (test_regime_inference.py checks they agree).
     theirs = MarkovLSTM(4, num_states=2, switch="hmm")
     theirs.build((None, None, 1))
     theirs.cell.switch.set_parameters(
         level=(const / (1 - a))[:, None], ar=a[:, None],
         scale=sigma[:, None], transition=transition)
-    at_their_fit = layer_log_likelihood(theirs, x)
+    at_their_fit = theirs.regime_log_likelihood(x).sum()
 
     ours = MarkovLSTM(4, num_states=2, switch="hmm")
-    log_likelihood = ours.adapt(x, seed=0)
+    log_likelihood = ours.adapt(x, restarts=4, seed=0)
     assert log_likelihood >= at_their_fit - 0.1
     # Both fits find the same regimes (same labels up to relabelling).
     assert np.sort(ours.cell.switch.level.numpy()[:, 0]) == pytest.approx(
@@ -157,21 +181,22 @@ def bayes_filter(x, covariances, stay):
 
 
 def test_full_covariance_finds_regimes_of_correlation():
-    x, regimes, covariances = sample_correlated_regimes(200, 100, seed=3)
+    x, regimes, covariances = sample_correlated_regimes(50, 100, seed=3)
     ceiling = normalized_mutual_information(
         regimes, np.argmax(bayes_filter(x, covariances, 0.97), -1))
     full = MarkovLSTM(4, num_states=2, return_switches=True,
                       switch=HMMSwitch(order=0, covariance="full"))
-    full.adapt(x, restarts=4, seed=0)
+    full.adapt(x, restarts=2, seed=0)
     _, q, _ = full(x.astype("float32"))
-    nmi = normalized_mutual_information(regimes, np.argmax(q, -1))
+    nmi = normalized_mutual_information(regimes, np.argmax(to_numpy(q), -1))
     assert nmi >= 0.9 * ceiling
     # Independent features given the state cannot see them at all.
     diagonal = MarkovLSTM(4, num_states=2, return_switches=True,
                           switch=HMMSwitch(order=0))
-    diagonal.adapt(x, restarts=4, seed=0)
+    diagonal.adapt(x, restarts=2, seed=0)
     _, q, _ = diagonal(x.astype("float32"))
-    assert normalized_mutual_information(regimes, np.argmax(q, -1)) < 0.05
+    assert normalized_mutual_information(
+        regimes, np.argmax(to_numpy(q), -1)) < 0.05
 
 
 @pytest.mark.parametrize("switch", [
@@ -186,12 +211,13 @@ def test_masked_steps_are_ignored(switch):
     padded = np.concatenate([np.full((20, 5, x.shape[-1]), np.nan), x], 1)
     mask = np.concatenate([np.zeros((20, 5), bool), np.ones((20, 60), bool)],
                           1)
+    # 15 iterations: 10 of screening both starts, 5 of the finalists.
     layer = MarkovLSTM(4, num_states=3, switch=switch)
-    got = layer.adapt(padded, mask=mask, restarts=2, seed=0)
+    got = layer.adapt(padded, mask=mask, restarts=2, max_iter=15, seed=0)
     plain = MarkovLSTM(4, num_states=3,
                        switch=HMMSwitch.from_config(switch.get_config()))
-    want = plain.adapt(x, restarts=2, seed=0)
-    assert got == pytest.approx(want, rel=1e-9)
+    want = plain.adapt(x, restarts=2, max_iter=15, seed=0)
+    assert got == pytest.approx(want, rel=SAME_FIT)
     assert layer_log_likelihood(
         layer, np.nan_to_num(padded), mask) == pytest.approx(got, rel=1e-5)
 
@@ -223,12 +249,13 @@ def test_adapt_fails_clearly_on_bad_input():
 def test_adapt_fits_the_order_the_layer_reads():
     x, _ = MarkovSwitchingAR().sample(20, 50, seed=6)
     backwards = MarkovLSTM(4, num_states=3, switch="hmm", go_backwards=True)
-    log_likelihood = backwards.adapt(x, restarts=2, seed=0)
+    log_likelihood = backwards.adapt(x, restarts=2, max_iter=15, seed=0)
     # The reversed sequences are what the layer filters, and what was fit.
     assert backwards.regime_log_likelihood(x).sum() == pytest.approx(
         log_likelihood, rel=1e-6)
     forwards = MarkovLSTM(4, num_states=3, switch="hmm")
-    assert forwards.adapt(x[:, ::-1], restarts=2, seed=0) == pytest.approx(
+    assert forwards.adapt(
+        x[:, ::-1], restarts=2, max_iter=15, seed=0) == pytest.approx(
         log_likelihood, rel=1e-9)
 
 
@@ -236,10 +263,10 @@ def test_adapt_takes_a_dataset_of_equal_length_batches():
     tf = pytest.importorskip("tensorflow")
     x, _ = MarkovSwitchingAR().sample(10, 30, seed=7)
     want = MarkovLSTM(4, num_states=3, switch="hmm").adapt(
-        x, restarts=2, seed=0)
+        x, restarts=2, max_iter=15, seed=0)
     dataset = tf.data.Dataset.from_tensor_slices((x, x[:, :, 0])).batch(4)
     got = MarkovLSTM(4, num_states=3, switch="hmm").adapt(
-        dataset, restarts=2, seed=0)
+        dataset, restarts=2, max_iter=15, seed=0)
     assert got == pytest.approx(want, rel=1e-9)
     uneven = tf.data.Dataset.from_tensor_slices(x[:4]).batch(2).concatenate(
         tf.data.Dataset.from_tensor_slices(x[4:8, :20]).batch(2))

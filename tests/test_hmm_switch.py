@@ -11,15 +11,13 @@ absolute) covers its rounding on any device (TF32 off: see conftest.py).
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from _helpers import normal_log_pdf, randomize, softmax
+from _helpers import (normal_log_pdf, randomize, softmax, to_numpy,
+                      value_and_gradients)
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
 from keras_mrnn.datasets import normalized_mutual_information
-
-# Run on every backend by .ci/run (see conftest.py).
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -99,7 +97,8 @@ def test_filter_and_input_likelihood_loss_against_numpy(masked):
     np.testing.assert_allclose(np.asarray(q)[mask], want_q[mask], **TOL)
     assert len(layer.losses) == 1
     np.testing.assert_allclose(
-        float(layer.losses[0]), -0.7 * log_evidence[mask].mean(), **TOL)
+        float(to_numpy(layer.losses[0])), -0.7 * log_evidence[mask].mean(),
+        **TOL)
 
 
 def test_left_padded_sequence_gives_the_unpadded_filter():
@@ -192,8 +191,6 @@ def test_states_hold_the_filter_and_the_previous_input():
     np.testing.assert_allclose(rest[1], np.asarray(whole[1])[:, 5:], **TOL)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="written with tf.GradientTape; training on every backend: test_backends.py")
 def test_input_likelihood_trains_every_hmm_weight():
     x = np.random.default_rng(4).normal(size=(4, 6, 2)).astype("float32")
     layer = MarkovLSTM(3, num_states=2, switch="hmm", seed=0)
@@ -201,11 +198,14 @@ def test_input_likelihood_trains_every_hmm_weight():
     cell = layer.cell
     weights = [cell.switch.level, cell.switch.persistence,
                cell.switch.log_scale, cell.switch.transition]
-    with tf.GradientTape() as tape:
+
+    def loss_fn():
         layer(x, training=True)
-        loss = layer.losses[0]
-    for weight, grad in zip(weights, tape.gradient(loss, weights)):
-        assert grad is not None and np.any(np.abs(grad) > 0), weight.name
+        return layer.losses[0]
+
+    _, grads = value_and_gradients(loss_fn, weights)
+    for weight, grad in zip(weights, grads):
+        assert np.any(np.abs(grad) > 0), weight.name
 
 
 def test_initial_weights_spread_the_levels_and_favour_staying():
@@ -306,7 +306,7 @@ def test_extreme_weights_and_outliers_stay_finite():
         assert np.all(np.isfinite(q)) and np.all(np.isfinite(z)), policy
         np.testing.assert_allclose(np.sum(q, -1), 1.0, atol=1e-3)
         for loss in layer.losses:
-            assert np.isfinite(float(loss)), policy
+            assert np.isfinite(float(to_numpy(loss))), policy
 
 
 def test_masked_steps_are_skipped_by_the_filter():
@@ -346,34 +346,24 @@ def test_initial_state_of_the_wrong_length_fails_clearly():
         layer(x, initial_state=[h, h])
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="a tf.function training loop with tf.GradientTape; training on every backend: test_backends.py")
 def test_trained_filter_finds_the_regimes():
     # The headline claim at test scale: the HMM weights alone, trained on
     # the input likelihood from their default start, recover the regimes
     # about as well as the Bayes filter that knows the true parameters
     # (0.67 here). Levels started together merge two regimes (NMI ~0.54).
+    # Trained by `fit` on the layer's loss alone (which reaches no other
+    # weight: test_hmm_models.py), compiled where the backend compiles:
+    # 35 full-batch updates of 256 sequences of 20 steps reach 0.98 to 1.0
+    # of the Bayes filter (measured over 5 draws of the data), 12 only 0.83.
     process = MarkovSwitchingAR()
-    x, _ = process.sample(256, 100, seed=16)
-    x_test, regimes = process.sample(100, 100, seed=17)
+    x, _ = process.sample(256, 20, seed=16)
+    x_test, regimes = process.sample(50, 20, seed=17)
+    inputs = keras.Input((None, 1))
     layer = MarkovLSTM(2, num_states=3, switch="hmm", return_switches=True)
-    layer.build(x.shape)
-    cell = layer.cell
-    weights = [cell.switch.level, cell.switch.persistence,
-               cell.switch.log_scale, cell.switch.transition]
-    optimizer = keras.optimizers.Adam(0.03)
-
-    @tf.function
-    def train_step(batch):
-        with tf.GradientTape() as tape:
-            layer(batch)
-            loss = layer.losses[0]
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-
-    rng = np.random.default_rng(18)
-    for _ in range(150):
-        train_step(x[rng.choice(len(x), 64, replace=False)])
-    q = np.asarray(layer(x_test)[1])
+    model = keras.Model(inputs, layer(inputs)[0])
+    model.compile(keras.optimizers.Adam(0.1))
+    model.fit(x.astype("float32"), epochs=35, batch_size=256, verbose=0)
+    q = to_numpy(layer(x_test.astype("float32"))[1])
     found = normalized_mutual_information(regimes.ravel(),
                                           q.argmax(-1).ravel())
     best = normalized_mutual_information(

@@ -4,7 +4,14 @@ compilation forced on, against the uncompiled loop: eagerly in inference
 (no noise), and inside a model-level XLA function in training, where the
 random draws come from the same XLA kernels (XLA's stateless random numbers
 differ from TensorFlow's, so an uncompiled loop outside XLA draws other
-noise)."""
+noise).
+
+`loop_jit_compile` is TensorFlow's: on JAX (whose `jit` compiles the whole
+step) and PyTorch (eager) the setting is saved and has no effect (README
+"Backends"). The tests of the compiled loop are therefore TensorFlow-only
+(`tensorflow_only`, with what they check in the reason); the setting's
+validation, its round trip through a saved model, and that it compiles
+nothing elsewhere run on every backend."""
 
 import textwrap
 
@@ -14,6 +21,7 @@ import tensorflow as tf
 import keras
 
 import _helpers
+from _helpers import BACKEND, tensorflow_only
 import keras_mrnn
 from keras_mrnn import _rnn
 from keras_mrnn import stateful
@@ -87,16 +95,20 @@ def count_compiled_calls(monkeypatch):
 
 
 # ------------------------------------------------------------ inference
+@tensorflow_only(
+    "the loop compiled alone with XLA (loop_jit_compile) against the "
+    "uncompiled loop, eagerly and in a tf.function: TensorFlow's; JAX jits "
+    "the whole step and PyTorch runs eagerly, where the setting has no "
+    "effect (test_saved_model_keeps_the_setting checks that)")
 @pytest.mark.parametrize("kind", ["markov", "vrnn"])
 @pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("length", [T, None])
 def test_compiled_loop_matches_the_uncompiled_loop_in_inference(
-    kind, go_backwards, length, kernel_tol, monkeypatch
+    kind, go_backwards, kernel_tol, monkeypatch
 ):
     """No noise in inference (Markov argmax switch, VRNN posterior mean):
     the compiled loop gives the uncompiled loop's outputs, losses and
-    gradients (weights and input), with a mask, backwards, and with an
-    unknown length, eagerly and inside a tf.function."""
+    gradients (weights and input), with a mask, backwards, eagerly and
+    inside a tf.function, with a known and an unknown length."""
     extra = {"inference_latent": "mean"} if kind == "vrnn" else {}
     plain, compiled = twins(kind, go_backwards=go_backwards,
                             return_sequences=True, **extra)
@@ -107,15 +119,22 @@ def test_compiled_loop_matches_the_uncompiled_loop_in_inference(
     tol = kernel_tol(rtol=1e-4, atol=1e-5)  # XLA against TF kernels
     assert_all_close(outputs_loss_and_grads(compiled, x, mask, False),
                      want, tol)
-    spec = tf.TensorSpec((B, length, F), tf.float32)
-    traced = tf.function(
-        lambda v: outputs_loss_and_grads(compiled, v, mask, False),
-        input_signature=[spec], autograph=False)
-    assert_all_close(traced(x), want, tol)
-    assert len(calls) == 2
+    # The eager call's compilation serves neither trace: each length is
+    # traced (and the loop compiled) anew.
+    for length in (T, None):
+        spec = tf.TensorSpec((B, length, F), tf.float32)
+        traced = tf.function(
+            lambda v: outputs_loss_and_grads(compiled, v, mask, False),
+            input_signature=[spec], autograph=False)
+        assert_all_close(traced(x), want, tol)
+    assert len(calls) == 3
 
 
 # ------------------------------------------------------------- training
+@tensorflow_only(
+    "the XLA-compiled loop's gradient (loop_jit_compile) recomputes its "
+    "forward pass from the same random draws, against a model-level XLA "
+    "tf.function: TensorFlow's; elsewhere the setting has no effect")
 @pytest.mark.parametrize("kind, extra", [
     ("markov", {"straight_through": False, "dropout": 0.3,
                 "recurrent_dropout": 0.2}),
@@ -153,6 +172,12 @@ def test_compiled_loop_reproduces_its_noise_for_the_gradient(
     assert not np.allclose(first[0], second[0])
 
 
+@tensorflow_only(
+    "a stateful model with the loop compiled alone by XLA "
+    "(loop_jit_compile) against the model compiled by XLA (jit_compile), "
+    "and TensorFlow's runtime guard error around that loop: TensorFlow's; "
+    "test_stateful's test_last_batch_of_one_is_an_error_not_corrupted_states"
+    " checks the guard in fit, evaluate and predict on every backend")
 @pytest.mark.parametrize("kind", ["markov", "vrnn"])
 def test_stateful_fit_with_a_compiled_loop_and_its_guard(kind, kernel_tol):
     """A stateful model whose loop is compiled trains like the same model
@@ -214,6 +239,10 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(tf.config, "list_logical_devices", devices)
 
 
+@tensorflow_only(
+    "when loop_jit_compile compiles: eagerly, in a tf.function, under XLA, "
+    "with a (faked) TensorFlow GPU; elsewhere it never compiles "
+    "(test_saved_model_keeps_the_setting)")
 @pytest.mark.parametrize("setting, gpu, want", [
     # (eager call, plain tf.function, XLA tf.function, functional model)
     ("auto", False, (False, False, False, False)),
@@ -258,19 +287,25 @@ def test_config_round_trip_and_bad_values():
             make_layer("markov", bad)
 
 
-def test_saved_model_keeps_the_setting(tmp_path):
+def test_saved_model_keeps_the_setting(tmp_path, monkeypatch):
+    """The setting survives a .keras file on every backend; on JAX and
+    PyTorch it has no effect: the compiled loop never runs."""
+    calls = count_compiled_calls(monkeypatch)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((T, F)), make_layer("markov", True, return_switches=False),
     ])
     x, _ = data()
-    want = model.predict(x, verbose=0)
+    want = _helpers.to_numpy(model.predict(x, verbose=0))
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.layers[0].loop_jit_compile is True
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), want,
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        _helpers.to_numpy(loaded.predict(x, verbose=0)), want,
+        rtol=1e-6, atol=1e-7)
+    if BACKEND != "tensorflow":
+        assert calls == []
 
 
 # ---------------------------------------------------------- distributed
@@ -321,6 +356,9 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@tensorflow_only(
+    "the XLA-compiled loop (loop_jit_compile) in each replica of "
+    "tf.distribute.MirroredStrategy: TensorFlow's")
 def test_compiled_loop_under_mirrored_strategy_matches_one_device():
     """MirroredStrategy over 2 logical CPUs (in a subprocess: the devices
     must be set before TensorFlow starts), model not XLA-compiled (Keras's
@@ -342,6 +380,9 @@ def test_compiled_loop_under_mirrored_strategy_matches_one_device():
                                    err_msg=name)
 
 
+@tensorflow_only(
+    "the XLA-compiled loop's gradient (loop_jit_compile) under "
+    "mixed_float16, against a model-level XLA tf.function: TensorFlow's")
 @pytest.mark.parametrize("kind", ["markov", "vrnn"])
 def test_compiled_loop_under_mixed_float16(kind):
     """Under a mixed_float16 policy the compiled loop's gradient (traced

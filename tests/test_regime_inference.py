@@ -19,10 +19,13 @@ What they are checked against:
 float32 bounds: the methods compute in float64 from the float32 weights
 (the switch's `parameters()` rounds the derived ones, log P, tanh and the
 stationary first scale, to float32: ~6e-8 relative), and the references in
-float64 from the same float32 weights. Over the ~12 (or 200, where the
-filter forgets) steps of O(1) values here that moves probabilities by
-< 1e-6, so they are compared at 1e-5 (and log-likelihoods, sums of up to
-200 terms of O(1..10), at 1e-5 relative). The layer's own filter runs in
+float64 from the same float32 weights. On JAX (without `jax_enable_x64`)
+the emissions themselves are float32, rounded at ~6e-8 relative: < 1e-6
+absolute on the O(1..10) log-densities here, the recursions after them
+float64. Over the ~12 (or 200, where the filter forgets) steps of O(1)
+values here either moves probabilities by < 1e-6, so they are compared at
+1e-5 (and log-likelihoods, sums of up to 200 terms of O(1..10), at 1e-5
+relative). The layer's own filter runs in
 float32 (rounding ~1e-7 per op over the recursion): its `q` and loss are
 compared at 1e-4, as in test_hmm_switch.py. Viterbi paths are compared
 exactly: with random weights, the best and second-best paths' log
@@ -31,17 +34,20 @@ probabilities differ by far more than that rounding.
 
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from _helpers import SMALL_AR, numpy_forward_backward, numpy_viterbi
-from _helpers import randomize, softmax
+from _helpers import randomize, softmax, to_numpy
 from keras_mrnn import MarkovLSTM
 from keras_mrnn.datasets import MarkovSwitchingAR
 from keras_mrnn.switches import HMMSwitch
 
+# tfp's HMM (TensorFlow's, on NumPy inputs) and tf.data datasets, which
+# the methods take on every backend, are the only uses of TensorFlow here.
 tfd = tfp.distributions
 
 TOL = dict(rtol=1e-5, atol=1e-5)         # float64 methods vs float64 refs
@@ -230,11 +236,12 @@ def test_inference_against_tfp_hidden_markov_model(case):
     # Unmasked.
     hmm = tfp_hmm(x, model, diagonal)
     got_filter, got_smooth, got_path, got_ll = inference(layer, x)
-    np.testing.assert_allclose(got_ll, hmm.log_prob(x).numpy(), **TOL)
+    np.testing.assert_allclose(got_ll, np.asarray(hmm.log_prob(x)), **TOL)
     np.testing.assert_allclose(
-        got_smooth, hmm.posterior_marginals(x).probs_parameter().numpy(),
+        got_smooth, np.asarray(hmm.posterior_marginals(x).probs_parameter()),
         **TOL)
-    np.testing.assert_array_equal(got_path, hmm.posterior_mode(x).numpy())
+    np.testing.assert_array_equal(got_path,
+                                  np.asarray(hmm.posterior_mode(x)))
 
     # Right-padded: tfp's `mask` is True where an observation is masked
     # out (it then emits 1 there, the chain still moving on), so its
@@ -243,13 +250,14 @@ def test_inference_against_tfp_hidden_markov_model(case):
     # so the path is compared with tfp on each unpadded sequence.
     got_filter, got_smooth, got_path, got_ll = inference(layer, x, valid)
     np.testing.assert_allclose(
-        got_ll, hmm.log_prob(x, mask=~valid).numpy(), **TOL)
-    want_smooth = hmm.posterior_marginals(
-        x, mask=~valid).probs_parameter().numpy()
+        got_ll, np.asarray(hmm.log_prob(x, mask=~valid)), **TOL)
+    want_smooth = np.asarray(hmm.posterior_marginals(
+        x, mask=~valid).probs_parameter())
     np.testing.assert_allclose(got_smooth[valid], want_smooth[valid], **TOL)
     for row, length in enumerate(lengths):
         short = x[row:row + 1, :length]
-        mode = tfp_hmm(short, model, diagonal).posterior_mode(short).numpy()
+        mode = np.asarray(
+            tfp_hmm(short, model, diagonal).posterior_mode(short))
         np.testing.assert_array_equal(got_path[row, :length], mode[0])
         assert np.all(got_path[row, length:] == -1)
 
@@ -270,7 +278,7 @@ def test_filter_and_likelihood_are_the_layers_q_and_loss(masked):
     weight = 0.7
     layer = random_layer(dict(), 2, seed=8, input_likelihood_weight=weight)
     _, q, _ = layer(x.astype("float32"), mask=mask, training=False)
-    loss = float(layer.losses[-1])
+    loss = float(to_numpy(layer.losses[-1]))
     filtered = layer.regime_probabilities(x, mask=mask)
     smoothed = layer.regime_probabilities(x, mask=mask, smoothed=True)
     log_likelihood = layer.regime_log_likelihood(x, mask=mask)
@@ -392,7 +400,7 @@ def test_datasets_and_tensors_give_the_arrays_values():
     want = inference(layer, x)
     for source in (tf.data.Dataset.from_tensor_slices(x).batch(2),
                    tf.data.Dataset.from_tensor_slices((x, y)).batch(2),
-                   tf.constant(x)):
+                   keras.ops.convert_to_tensor(x)):    # The backend's.
         got = inference(layer, source)
         for value, expected in zip(got, want):
             assert value.shape == expected.shape

@@ -10,13 +10,23 @@ import keras
 
 import keras_mrnn
 from _helpers import (
-    B, F, T, state_arrays, stateful_data, stateful_model, stateful_test_layer,
+    B, BACKEND, F, T, state_arrays, stateful_data, stateful_model,
+    stateful_test_layer, tensorflow_only,
 )
 from keras_mrnn import stateful
 
-# Run on every backend by .ci/run (see conftest.py).
+# Run on every backend by .ci/run (see conftest.py). tf.data is there on
+# every backend (Keras's trainers take its datasets); TensorFlow's own error
+# types are only expected on TensorFlow.
 
 KINDS = ["markov", "vrnn"]
+# jit_compile=True in Model.compile: XLA on TensorFlow, where the guard is
+# an EnsureShape whose error message is checked (XLA drops Assert ops).
+XLA_GUARD = tensorflow_only(
+    "the guard under TensorFlow's XLA (jit_compile=True: an EnsureShape and "
+    "its InvalidArgumentError); JAX's fit is jitted whatever jit_compile "
+    "says (the jit_compile=False cases check the guard there) and "
+    "PyTorch's torch.compile takes minutes")
 
 
 # ------------------------------------------------- make / merge batches
@@ -111,7 +121,7 @@ def nested_model():
 
 
 @pytest.mark.skipif(
-    keras.backend.backend() == "jax",
+    BACKEND == "jax",
     reason="Keras's own stateful RNN (the stacked LSTMCells) does not carry "
     "its states on JAX: its state variables are untracked (README Backends)")
 def test_reset_states_reaches_nested_bidirectional_and_stacked_cells():
@@ -186,9 +196,11 @@ class Recorder(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("kind, jit_compile, calls", [
     ("markov", False, ("predict", "evaluate", "fit")),
-    ("markov", True, ("predict", "evaluate", "fit")),
+    pytest.param("markov", True, ("predict", "evaluate", "fit"),
+                 marks=XLA_GUARD),
     ("vrnn", False, ("predict", "evaluate", "fit")),
-    ("vrnn", True, ("predict",)),  # same guard code; XLA compiles are slow
+    # Same guard code; XLA compiles are slow.
+    pytest.param("vrnn", True, ("predict",), marks=XLA_GUARD),
 ])
 def test_last_batch_of_one_is_an_error_not_corrupted_states(
     kind, jit_compile, calls
@@ -201,9 +213,6 @@ def test_last_batch_of_one_is_an_error_not_corrupted_states(
     ops) the EnsureShape's message does, through the name of the checked
     tensor and the shape of the batch received (1 sample of 5 steps of 2
     features)."""
-    if jit_compile and keras.backend.backend() != "tensorflow":
-        pytest.skip("jit_compile=True is XLA on TensorFlow; JAX's fit is "
-                    "always jitted, PyTorch's compiles for minutes")
     if jit_compile:
         words = (
             rf"Shape of tensor Layer_{kind}\w*_is_stateful_with_batch_size_4"
@@ -215,10 +224,12 @@ def test_last_batch_of_one_is_an_error_not_corrupted_states(
         # (TensorFlow escapes the quotes around the layer's name.)
         words = (rf"Layer .{{1,2}}{kind}\w*.{{1,2}} is stateful with batch "
                  r"size 4.*make_stateful_batches")
-    # Only TensorFlow traces with an unknown batch size; JAX and PyTorch
-    # see every batch's shape, and the guard's ValueError says it all.
-    error = tf.errors.InvalidArgumentError
-    if keras.backend.backend() != "tensorflow":
+    # Only TensorFlow traces with an unknown batch size (its runtime Assert
+    # raises InvalidArgumentError); JAX and PyTorch see every batch's shape,
+    # and the guard's ValueError says it all.
+    if BACKEND == "tensorflow":
+        error = tf.errors.InvalidArgumentError
+    else:
         error = ValueError
         words = (rf"Layer '{kind}\w*' is stateful with batch size 4.*"
                  r"Received batch size: 1")

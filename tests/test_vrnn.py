@@ -12,7 +12,9 @@ from keras import ops  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import keras_mrnn  # noqa: E402
-from _helpers import normal_log_pdf, randomize, sigmoid  # noqa: E402
+from _helpers import (  # noqa: E402
+    normal_log_pdf, randomize, sigmoid, value_and_gradients,
+)
 
 
 def np_(x):
@@ -42,30 +44,6 @@ def gaussian_nll(x, loc, scale):
 def bernoulli_nll(x, logits):
     p = sigmoid(logits)
     return -np.sum(x * np.log(p) + (1.0 - x) * np.log(1.0 - p), axis=-1)
-
-
-def gradient(loss_fn, variable):
-    """`d loss_fn() / d variable` as NumPy, on the running backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = loss_fn()
-        return np_(tape.gradient(loss, variable))
-    if backend == "jax":
-        import jax
-
-        def of_value(value):
-            with keras.StatelessScope(state_mapping=[(variable, value)],
-                                      collect_losses=True):
-                return loss_fn()
-
-        return np_(jax.grad(of_value)(variable.value))
-    import torch
-
-    (grad,) = torch.autograd.grad(loss_fn(), variable.value)
-    return np_(grad)
 
 
 def make_layer(seed=0, **kwargs):
@@ -228,17 +206,25 @@ def test_latent_sample_is_reparameterized():
     encoder = layer.cell.encoder_kernel
 
     def loss(training):
+        # The loss the layer adds, which `stateless_call` returns on every
+        # backend (JAX's gradient runs the call in a stateless scope, where
+        # `layer.losses` would hold nothing).
         def run():
-            layer(x, training=training)
-            return layer.losses[0]
+            _, _, losses = layer.stateless_call(
+                [v.value for v in layer.trainable_variables],
+                [v.value for v in layer.non_trainable_variables],
+                x, training=training, return_losses=True)
+            assert len(losses) == 1
+            return losses[0]
         return run
 
-    grad = gradient(loss(True), encoder)
+    _, (grad,) = value_and_gradients(loss(True), [encoder])
     assert np.abs(grad[:, :3]).max() > 1e-6
     assert np.abs(grad[:, 3:]).max() > 1e-6
     # In inference with the posterior mean the scale columns get nothing.
     layer.cell.inference_latent = "mean"
-    grad = gradient(loss(False), encoder)
+    _, (grad,) = value_and_gradients(loss(False), [encoder])
+    assert np.abs(grad[:, :3]).max() > 1e-6
     assert np.abs(grad[:, 3:]).max() == 0.0
 
 
@@ -285,9 +271,12 @@ def test_go_backwards_models_the_reversed_sequence():
 
 # ----------------------------------------------------------------- training
 def test_fit_decreases_negative_elbo_and_reports_metrics():
+    # 32 sequences in batches of 8 (3 steps and a validation batch per
+    # epoch) at Adam(2e-2): the negative ELBO falls by 1.1 to 1.6 nats in 4
+    # epochs on the three backends, against the 0.5 asserted.
     rng = np.random.RandomState(6)
     t = np.linspace(0, 3 * np.pi, 16)
-    phase = rng.uniform(0, 2 * np.pi, size=(64, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(32, 1))
     x = np.stack([np.sin(t + phase), np.cos(t + phase)], -1)
     x = (x + 0.1 * rng.normal(size=x.shape)).astype("float32")
     keras.utils.set_random_seed(0)
@@ -295,8 +284,8 @@ def test_fit_decreases_negative_elbo_and_reports_metrics():
         keras.Input((16, 2)),
         keras_mrnn.VRNN(16, latent_dim=2, seed=0, name="vrnn"),
     ])
-    model.compile(keras.optimizers.Adam(1e-2))
-    history = model.fit(x, epochs=6, batch_size=16, verbose=0,
+    model.compile(keras.optimizers.Adam(2e-2))
+    history = model.fit(x, epochs=4, batch_size=8, verbose=0,
                         validation_split=0.25).history
     for key in ["loss", "vrnn_kl", "vrnn_nll", "vrnn_elbo", "val_loss",
                 "val_vrnn_kl", "val_vrnn_nll", "val_vrnn_elbo"]:
@@ -373,7 +362,9 @@ def test_importance_weighted_bound_is_above_elbo_and_grows():
     ]
     assert means[0] + 1.0 < means[1] < means[2] - 1.0, means
     assert means[2] > elbo.mean() + 3 * se, (means, elbo.mean())
-    per_sequence = np_(layer.log_likelihood(x, num_samples=100, seed=3))
+    # batch_size=8 as above: on JAX the same compiled loop serves it.
+    per_sequence = np_(layer.log_likelihood(x, num_samples=100, seed=3,
+                                            batch_size=8))
     assert per_sequence.shape == (16,)
     assert np.all(per_sequence >= elbo.reshape(16, repeats).mean(1) - 1.0)
 
@@ -422,7 +413,7 @@ def test_samples_follow_the_decoder_along_their_own_path():
     assert means.shape == (3, 12, 2)
     np.testing.assert_allclose(
         np_(layer.infer(means)["x_loc"]), means, rtol=1e-5, atol=1e-5)
-    draws = np_(layer.sample(200, batch_size=4, seed=1))
+    draws = np_(layer.sample(100, batch_size=8, seed=1))
     out = {k: np_(v) for k, v in layer.infer(draws).items()}
     residuals = (draws - out["x_loc"]) / out["x_scale"]
     # Standard normal draws around the decoder's mean (Kolmogorov-Smirnov
@@ -431,13 +422,21 @@ def test_samples_follow_the_decoder_along_their_own_path():
 
 
 # ---------------------------------------------------------------- numerics
+# 1000 steps where the loop is compiled (TensorFlow's tf.function, JAX's
+# scan). PyTorch runs every step as eager ops from Python, tens of ms a step
+# forward and backward on a 2-core CPU (3 minutes for this test at 2000
+# steps): 200 steps there, the same loop and maths. test_reliability's
+# long-sequence test checks outputs and gradients over 5000 steps.
+LONG = 200 if keras.backend.backend() == "torch" else 1000
+
+
 def test_long_sequences_are_finite_in_float32():
     rng = np.random.RandomState(9)
-    x = rng.normal(size=(4, 2000, 2)).astype("float32")
+    x = rng.normal(size=(4, LONG, 2)).astype("float32")
     x = (x - x.mean()) / x.std()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
-        keras.Input((2000, 2)),
+        keras.Input((LONG, 2)),
         keras_mrnn.VRNN(8, latent_dim=2, min_scale=1e-4, seed=0),
     ])
     model.compile(keras.optimizers.Adam(1e-2))
@@ -445,7 +444,7 @@ def test_long_sequences_are_finite_in_float32():
     assert np.all(np.isfinite(history["loss"]))
     assert all(np.all(np.isfinite(np_(w))) for w in model.weights)
     bernoulli = make_layer(likelihood="bernoulli")
-    binary = (rng.random_sample((2, 2000, 2)) > 0.5).astype("float32")
+    binary = (rng.random_sample((2, LONG, 2)) > 0.5).astype("float32")
     out = bernoulli.infer(binary, seed=0)
     assert np.isfinite(np_(out["nll"])).all()
     assert np.isfinite(np_(out["kl"])).all()
