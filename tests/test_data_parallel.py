@@ -11,6 +11,8 @@ Bound: the same float32 maths, the batch's mean split over two devices:
 ~1e-7 relative on the loss after two epochs (compared at 1e-5).
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -52,7 +54,10 @@ print(json.dumps({"devices": len(devices), "losses": losses,
 
 
 def run(devices):
-    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} \
+    # Added to the suite's own XLA flags (conftest.py): both runs compile
+    # alike but for the device count.
+    flags = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") +
+             " --xla_force_host_platform_device_count=2"} \
         if devices == 2 else {}
     result = run_python("-c", SCRIPT,
                         env={"KERAS_BACKEND": "jax", **flags})
