@@ -25,6 +25,25 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="Small data (20 sequences of 40 steps), the "
+                             "first switch of each dataset and 1 start of "
+                             "adapt: to check that the script works.")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of the synthetic data, of adapt's starts "
+                             "and of the peers' fits (default: 0).")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help answers before Keras (and its backend) is imported.
+    ARGS = parse_args()
+
 import numpy as np  # noqa: E402
 
 import keras_mrnn  # noqa: E402
@@ -115,18 +134,7 @@ CONFIGS = {
 }
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Small data (20 sequences of 40 steps), the "
-                             "first switch of each dataset and 1 start of "
-                             "adapt: to check that the script works.")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="Seed of the synthetic data, of adapt's starts "
-                             "and of the peers' fits (default: 0).")
-    args = parser.parse_args()
+def main(args):
     n, steps = (20, 40) if args.quick else (500, 100)
     restarts = 1 if args.quick else 10
     results = {}
@@ -236,4 +244,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

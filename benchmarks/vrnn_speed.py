@@ -23,6 +23,35 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="Tiny run (seconds) to check that the script "
+                             "works: batch 8, 16 units, sequences of 5 "
+                             "steps, 2 repeats of one training step.")
+    parser.add_argument("--units", type=int, default=128,
+                        help="Units of the VRNN and of the LSTM "
+                             "(default: 128).")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="Timed repeats of each configuration; the "
+                             "table shows their median (default: 5).")
+    parser.add_argument("--lengths", nargs="*", type=int, default=[28],
+                        help="Sequence lengths (time steps) to time "
+                             "(default: 28).")
+    parser.add_argument("--jit", nargs="*", default=None,
+                        choices=["off", "on"],
+                        help="jit_compile modes to time (default: those "
+                             "the backend has).")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help answers before Keras (and its backend) is imported.
+    ARGS = parse_args()
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -49,28 +78,7 @@ def build_lstm(units, steps, features):
     return model, "mse"
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="Tiny run (seconds) to check that the script "
-                             "works: batch 8, 16 units, sequences of 5 "
-                             "steps, 2 repeats of one training step.")
-    parser.add_argument("--units", type=int, default=128,
-                        help="Units of the VRNN and of the LSTM "
-                             "(default: 128).")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="Timed repeats of each configuration; the "
-                             "table shows their median (default: 5).")
-    parser.add_argument("--lengths", nargs="*", type=int, default=[28],
-                        help="Sequence lengths (time steps) to time "
-                             "(default: 28).")
-    parser.add_argument("--jit", nargs="*", default=None,
-                        choices=["off", "on"],
-                        help="jit_compile modes to time (default: those "
-                             "the backend has).")
-    args = parser.parse_args()
+def main(args):
     jit_modes = args.jit or JIT_MODES[BACKEND]
     batch, features, units = 150, 28, args.units
     lengths, repeats = args.lengths, args.repeats
@@ -110,4 +118,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)
