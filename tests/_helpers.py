@@ -294,3 +294,16 @@ def randomize(layer, seed=0, scale=0.5, names=None, scales=None):
         spread = (scales or {}).get(weight.name, scale)
         weight.assign(
             (rng.normal(size=weight.shape) * spread).astype(weight.dtype))
+
+
+def assert_input_likelihood_trains(layer, x, weights):
+    """Every one of `weights` gets a nonzero gradient from the input
+    log-likelihood loss that `layer` adds (its first loss) on `x`."""
+
+    def loss_fn():
+        layer(x, training=True)
+        return layer.losses[0]
+
+    _, grads = value_and_gradients(loss_fn, weights)
+    for weight, grad in zip(weights, grads):
+        assert np.any(np.abs(grad) > 0), weight.name
