@@ -5,6 +5,7 @@ Run on a column of any CSV file, or on a series shipped by name:
     python benchmarks/forecast.py --csv PATH --column NAME \\
         --transform {none,diff,logdiff100} [--seeds 3] [--json OUT] [--quick]
     python benchmarks/forecast.py --series {gnp,sp500} [...]
+    python benchmarks/forecast.py --series gnp --models gaussian ar lstm
 
 `--series gnp` is Hamilton's US real GNP growth (quarterly, percent;
 `keras_mrnn.datasets.load_gnp`), `--series sp500` the daily S&P 500 100 x
@@ -69,6 +70,10 @@ The models (peers not installed are skipped with a note; `pip install
 
 A full run takes about 1 minute on GNP and 4 minutes on the S&P 500 on a
 2-core CPU (the seeded Keras models most of it).
+
+`--models` runs only the rows named by their keys (gaussian, ar,
+garch_normal, garch_t, markov_regression, markov_autoregression, hmmlearn,
+lstm, lstm_same_head, regime_forecaster; default all).
 
 Prints a table and, last, one JSON line with every model's scores and wall
 time (per seed for the seeded models, and their mean); `--json OUT` writes
@@ -564,6 +569,11 @@ class Model:
         self.seeded, self.needs = seeded, tuple(needs)
 
 
+MODEL_KEYS = ("gaussian", "ar", "garch_normal", "garch_t",
+              "markov_regression", "markov_autoregression", "hmmlearn",
+              "lstm", "lstm_same_head", "regime_forecaster")
+
+
 def build_models(args, name):
     quick = args.quick
     reps = 2 if quick else 20
@@ -692,6 +702,10 @@ def parse_args(argv=None):
                         help="also write the JSON report here")
     parser.add_argument("--quick", action="store_true",
                         help="short series, tiny fits (a smoke test)")
+    parser.add_argument("--models", nargs="+", choices=MODEL_KEYS,
+                        metavar="KEY",
+                        help="run only these models, by key: "
+                             f"{', '.join(MODEL_KEYS)} (default all)")
     parser.add_argument("--ar-maxlag", type=int, default=4,
                         help="largest AR order AIC may choose (default 4)")
     parser.add_argument("--mar-order", type=int, default=None,
@@ -764,6 +778,8 @@ def main(argv=None):
           f"fitting; seeded models over seeds {seeds}.")
     results, skipped, labels = {}, {}, {}
     for model in build_models(args, name):
+        if args.models and model.key not in args.models:
+            continue
         labels[model.key] = model.label
         entry, reason = run_model(model, y, n_train, seeds)
         if entry is None:
