@@ -45,11 +45,15 @@ def add_compile_flags(parser):
 
 def parse_args(parser, **quick_defaults):
     """Parses the command line; with `--quick`, `quick_defaults` replace the
-    defaults (flags given on the command line still win)."""
+    defaults (flags given on the command line still win). A `--data` file
+    that does not exist is an error here, before Keras starts."""
     args = parser.parse_args()
     if args.quick:
         parser.set_defaults(**quick_defaults)
         args = parser.parse_args()
+    data = getattr(args, "data", None)
+    if data is not None and not os.path.isfile(data):
+        parser.error(f"--data {data!r}: no such file")
     return args
 
 
