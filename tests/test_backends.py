@@ -12,7 +12,7 @@ import pytest
 from keras import ops
 
 import keras_mrnn
-from _helpers import run_python
+from _helpers import run_python, slow
 
 
 BACKEND = keras.backend.backend()
@@ -256,7 +256,9 @@ def test_temperature_schedule_reaches_the_compiled_step():
 
 
 # ----------------------------------------------------------------- saving
-def _model_with_every_switch():
+def _model_with_every_layer():
+    """A Markov LSTM with each switch and a VRNN (posterior mean at
+    inference, kl_weight 0.5: a setting the file carries), side by side."""
     inputs = keras.Input((7, 3))
     outputs = [
         keras_mrnn.MarkovLSTM(4, num_states=2, switch=switch,
@@ -267,15 +269,19 @@ def _model_with_every_switch():
         4, num_states=2, name="markov_full",
         switch=keras_mrnn.switches.HMMSwitch(order=2, covariance="full"),
     )(inputs))
+    outputs.append(keras_mrnn.VRNN(
+        4, latent_dim=2, inference_latent="mean", kl_weight=0.5, seed=3,
+        name="vrnn")(inputs))
     return keras.Model(inputs, keras.layers.Concatenate()(outputs))
 
 
+@slow
 @pytest.mark.parametrize(
     "other", [b for b in ("tensorflow", "jax", "torch") if b != BACKEND])
 def test_keras_file_loads_on_another_backend(other, tmp_path, kernel_tol):
     if not _installed(other):
         pytest.skip(f"{other} is not installed")
-    model = _model_with_every_switch()
+    model = _model_with_every_layer()
     path = str(tmp_path / "model.keras")
     model.save(path)
     x = np.random.default_rng(0).normal(size=(4, 7, 3)).astype("float32")
@@ -286,9 +292,11 @@ def test_keras_file_loads_on_another_backend(other, tmp_path, kernel_tol):
         "x = np.random.default_rng(0).normal(size=(4, 7, 3))"
         ".astype('float32')\n"
         "model = keras.models.load_model(sys.argv[1])\n"
-        "np.save(sys.argv[2], keras.ops.convert_to_numpy(model(x)))\n")
+        "np.save(sys.argv[2], keras.ops.convert_to_numpy(model(x)))\n"
+        "print(keras.backend.backend(), model.get_layer('vrnn').kl_weight)\n")
     out = str(tmp_path / "out.npy")
-    run_python(str(script), path, out, env={"KERAS_BACKEND": other})
+    result = run_python(str(script), path, out, env={"KERAS_BACKEND": other})
+    assert result.stdout.split()[-2:] == [other, "0.5"]
     # The same float32 maths on two backends' kernels: a few ulps per op
     # over 7 steps (1e-5 on the CPU; on a GPU ~1e-4, conftest.kernel_tol).
     np.testing.assert_allclose(np.load(out), want,
@@ -313,6 +321,7 @@ print("imported and ran without TensorFlow on", keras.backend.backend())
 """
 
 
+@slow
 @pytest.mark.skipif(BACKEND == "tensorflow",
                     reason="the TensorFlow backend needs TensorFlow")
 def test_package_runs_without_tensorflow(tmp_path):
