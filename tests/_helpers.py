@@ -64,6 +64,11 @@ def last_json_line(stdout):
 BACKEND = keras.backend.backend()
 
 
+# Tests that start another Python process with a backend (pyproject.toml's
+# `slow` marker): left out of the suite's command, run by `-m slow`.
+slow = pytest.mark.slow
+
+
 def tensorflow_only(reason):
     """Marks a test of a TensorFlow-only piece (XLA's loop, `tf.function`'s
     tracing, `tf.distribute`, TensorFlow's runtime errors): it skips on the

@@ -11,7 +11,7 @@ import math
 import os
 
 import pytest
-from _helpers import BACKEND, ROOT, run_python, tensorflow_only
+from _helpers import BACKEND, ROOT, run_python, slow, tensorflow_only
 
 
 def run(script, *args):
@@ -25,6 +25,7 @@ SPEED_MODELS = {"LSTM(128)", "MarkovLSTM(128, K=4)",
 
 # The speed script takes its backend from --backend: the TensorFlow run of
 # the suite times TensorFlow, the JAX and PyTorch runs their own.
+@slow
 @tensorflow_only("times TensorFlow (--backend tensorflow); the JAX and "
                  "PyTorch runs time theirs: "
                  "test_markov_lstm_speed_quick_on_backend")
@@ -47,6 +48,7 @@ def test_markov_lstm_speed_quick(tmp_path):
 OTHER_BACKENDS = {"jax": ("jax", "on"), "torch": ("torch", "off")}
 
 
+@slow
 @pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
 def test_markov_lstm_speed_quick_on_backend(tmp_path, backend):
     module, jit = OTHER_BACKENDS[backend]
@@ -87,11 +89,13 @@ def test_markov_lstm_speed_bad_backend(args, env):
     assert "numpy" in result.stderr and "tensorflow" in result.stderr
 
 
+@slow
 def test_vrnn_speed_quick():
     out = run("vrnn_speed.py", "--quick", "--jit", "off")
     assert "Device:" in out and "VRNN" in out
 
 
+@slow
 @tensorflow_only("times TensorFlow (--backend tensorflow); adapt on every "
                  "backend: test_adapt.py")
 def test_switch_speed_and_adapt_time_quick(tmp_path):
@@ -108,6 +112,7 @@ def test_switch_speed_and_adapt_time_quick(tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in figures)
 
 
+@slow
 def test_regime_recovery_quick():
     out = run("regime_recovery.py", "--quick")
     results = json.loads(out.strip().splitlines()[-1])

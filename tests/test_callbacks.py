@@ -13,7 +13,7 @@ import keras_mrnn
 from _helpers import (
     B, BACKEND, F, MIRRORED_TRAINING, T, last_json_line, run_python,
     state_arrays, stateful_data, stateful_model, stateful_test_layer,
-    tensorflow_only,
+    slow, tensorflow_only,
 )
 from keras_mrnn import MarkovLSTM, MarkovLSTMCell, stateful
 from keras_mrnn.callbacks import (
@@ -528,6 +528,7 @@ def test_stateful_evaluation_defaults_to_the_stateful_batch_size():
                                rtol=1e-6)
 
 
+@slow
 @tensorflow_only(
     "tf.distribute's MirroredStrategy (per-replica state rows, in a "
     "TensorFlow subprocess); on every backend test_stateful_evaluation_"

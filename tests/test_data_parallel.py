@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from _helpers import last_json_line, run_python
+from _helpers import last_json_line, run_python, slow
 
 pytestmark = [
     pytest.mark.skipif(keras.backend.backend() != "jax",
@@ -64,6 +64,7 @@ def run(devices):
     return last_json_line(result.stdout)
 
 
+@slow
 def test_data_parallel_on_two_devices_matches_one_device():
     one, two = run(1), run(2)
     assert one["devices"] == 1 and two["devices"] == 2

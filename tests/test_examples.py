@@ -3,7 +3,8 @@
 MNIST comes from the shared local file (../shared/data/mnist.npz from the
 project root): nothing is downloaded. Each example runs under this run's
 backend (it inherits `KERAS_BACKEND`) in tens of seconds on a small CPU,
-mostly start-up and compiling; its variants run on TensorFlow, and the
+mostly start-up and compiling; its variants run on TensorFlow, with the
+slow tests (`pytest -m slow`, README "Development"), and the
 `stateful_cosine.py --cell lstm` variant (plain Keras layers) only with
 KERAS_MRNN_ALL_EXAMPLES=1.
 """
@@ -15,7 +16,8 @@ import os
 
 import pytest
 
-from _helpers import BACKEND, MNIST_NPZ, ROOT, run_python, tensorflow_only
+from _helpers import (
+    BACKEND, MNIST_NPZ, ROOT, run_python, slow, tensorflow_only)
 
 EXAMPLES = os.path.join(ROOT, "examples")
 needs_mnist = pytest.mark.skipif(
@@ -26,12 +28,18 @@ all_examples = pytest.mark.skipif(
     reason="set KERAS_MRNN_ALL_EXAMPLES=1 to run every --cell variant",
 )
 # Each example's --quick run is checked on every backend; its variants
-# (another --cell, a missing file or package) on TensorFlow, to keep each
-# backend's suite short: they change the model or the data, not how the
-# example talks to the backend.
-variant = tensorflow_only(
+# (another --cell, a missing package) on TensorFlow, with the slow tests
+# (`-m slow`): they change the model or the data, not how the example talks
+# to the backend.
+VARIANT = [tensorflow_only(
     "a variant of an example whose --quick run is checked on every "
-    "backend (a minute per run on 2 cores)")
+    "backend (a minute per run on 2 cores)"), slow]
+
+
+def variant(test):
+    for mark in VARIANT:
+        test = mark(test)
+    return test
 
 
 def run_example(name, *args, timeout=600, env=None):
@@ -217,7 +225,7 @@ def test_bad_data_path_fails_clearly(tmp_path, name):
 # Run on every backend by .ci/run: on PyTorch np.asarray of the model's
 # output (a tensor that requires grad) failed.
 @pytest.mark.parametrize("statsmodels", [
-    "installed", pytest.param("missing", marks=variant)])
+    "installed", pytest.param("missing", marks=VARIANT)])
 def test_business_cycle_quick(tmp_path, statsmodels):
     env = None
     if statsmodels == "missing":

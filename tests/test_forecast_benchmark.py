@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from _helpers import ROOT, last_json_line, run_python
+from _helpers import ROOT, last_json_line, run_python, slow
 
 from keras_mrnn import forecasting
 
@@ -237,6 +237,7 @@ def test_every_model_has_a_key():
         bench.MODEL_KEYS)
 
 
+@slow
 def test_quick_runs_end_to_end(tmp_path):
     # The shipped GNP series, every installed peer, as a user runs it.
     out = tmp_path / "gnp.json"

@@ -21,7 +21,7 @@ import tensorflow as tf
 import keras
 
 import _helpers
-from _helpers import BACKEND, tensorflow_only
+from _helpers import BACKEND, slow, tensorflow_only
 import keras_mrnn
 from keras_mrnn import _rnn
 from keras_mrnn import stateful
@@ -365,6 +365,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@slow
 @tensorflow_only(
     "the XLA-compiled loop (loop_jit_compile) in each replica of "
     "tf.distribute.MirroredStrategy: TensorFlow's")

@@ -7,6 +7,23 @@ import keras_mrnn
 from _helpers import ROOT
 
 
+def ci_commands():
+    """The lines of .ci/run that run a README command: each is the command
+    and `|| exit 1` (set -e does not stop inside an `&&` list)."""
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        return [line.strip()[:-len(" || exit 1")] for line in f
+                if line.strip().endswith(" || exit 1")]
+
+
+def readme_block_commands(section_name, word="pytest"):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split(f"## {section_name}", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line for line in block.splitlines()
+            if word in line and not line.startswith("#")]
+
+
 def quick_start_commands():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
@@ -22,24 +39,37 @@ def test_readme_quick_start_has_two_commands_and_ci_runs_the_second():
     # The main example needs no download: it works offline.
     assert "examples/regime_switching.py" in commands[0]
     assert "pytest" in commands[1]
-    with open(os.path.join(ROOT, ".ci", "run")) as f:
-        ci_lines = [line.strip() for line in f]
-    assert commands[1].strip() in ci_lines
+    assert '-m "not slow"' in commands[1]
+    assert commands[1].strip() == ci_commands()[0]
 
 
 def test_ci_runs_the_readme_backend_matrix():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    section = readme.split("## Backends", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    matrix = [line for line in block.splitlines()
-              if "pytest" in line and not line.startswith("#")]
+    matrix = readme_block_commands("Backends")
     assert len(matrix) == 1
     for backend in ("jax", "torch"):
-        assert f"KERAS_BACKEND={backend}" in matrix[0]
+        assert (f'KERAS_BACKEND={backend} .venv/bin/python -m pytest -q -n '
+                f'auto -m "not slow" tests') in matrix[0]
+    assert matrix[0].strip() == ci_commands()[1]
+
+
+def test_ci_runs_the_slow_tests_under_each_backend():
+    development = readme_block_commands("Development", word="-m slow")
+    assert len(development) == 1
+    for backend in ("tensorflow", "jax", "torch"):
+        assert (f"KERAS_BACKEND={backend} .venv/bin/python -m pytest -q -n "
+                f"auto -m slow tests") in development[0]
+    assert development[0].strip() == ci_commands()[2]
+    assert len(ci_commands()) == 3
+
+
+def test_ci_stops_at_the_first_failure():
+    # Each README command is an `&&` list: without `|| exit 1` a failure in
+    # one (not its last command) would let the next line run and pass.
     with open(os.path.join(ROOT, ".ci", "run")) as f:
-        ci_lines = [line.strip() for line in f]
-    assert matrix[0].strip() in ci_lines
+        lines = [line.strip() for line in f]
+    commands = [line for line in lines if line and not line.startswith("#")
+                and "pytest" in line]
+    assert commands and all(line.endswith(" || exit 1") for line in commands)
 
 
 def test_public_api_is_listed_and_documented():

@@ -9,7 +9,7 @@ from keras import ops
 
 import keras_mrnn
 from _helpers import (
-    BACKEND, MIRRORED_TRAINING, last_json_line, make_layer, run_python,
+    BACKEND, MIRRORED_TRAINING, last_json_line, make_layer, run_python, slow,
     tensorflow_only, to_numpy, value_and_gradients,
 )
 from keras_mrnn import stateful
@@ -241,6 +241,7 @@ def test_stateful_model_saved_as_keras_loads_and_keeps_training(
 
 
 # -------------------------------------------------------- distributed
+@slow
 @tensorflow_only(
     "tf.distribute's MirroredStrategy over 2 logical CPU devices (in a "
     "TensorFlow subprocess); test_data_parallel.py checks JAX's "
