@@ -7,34 +7,32 @@ import keras_mrnn
 from _helpers import ROOT
 
 
-def ci_commands():
-    """The lines of .ci/run that run a README command: each is the command
-    and `|| exit 1` (set -e does not stop inside an `&&` list)."""
+def ci_lines():
+    """The lines of .ci/run that run the tests (README commands)."""
     with open(os.path.join(ROOT, ".ci", "run")) as f:
-        return [line.strip()[:-len(" || exit 1")] for line in f
-                if line.strip().endswith(" || exit 1")]
+        return [line.strip() for line in f
+                if "pytest" in line and not line.lstrip().startswith("#")]
 
 
-def readme_block_commands(section_name, word="pytest"):
+def ci_commands():
+    """Those lines without their `|| exit 1` (set -e does not stop inside an
+    `&&` list): the README commands CI runs."""
+    return [line.removesuffix(" || exit 1") for line in ci_lines()]
+
+
+def readme_block_commands(section_name, word=""):
+    """The commands (not comments or blank lines) of the first bash block of
+    a README section that contain `word`."""
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     section = readme.split(f"## {section_name}", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line for line in block.splitlines()
-            if word in line and not line.startswith("#")]
-
-
-def quick_start_commands():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return [line for line in block.splitlines()
-            if line.strip() and not line.startswith("#")]
+            if line.strip() and word in line and not line.startswith("#")]
 
 
 def test_readme_quick_start_has_two_commands_and_ci_runs_the_second():
-    commands = quick_start_commands()
+    commands = readme_block_commands("Quick start")
     assert len(commands) == 2
     # The main example needs no download: it works offline.
     assert "examples/regime_switching.py" in commands[0]
@@ -44,7 +42,7 @@ def test_readme_quick_start_has_two_commands_and_ci_runs_the_second():
 
 
 def test_ci_runs_the_readme_backend_matrix():
-    matrix = readme_block_commands("Backends")
+    matrix = readme_block_commands("Backends", word="pytest")
     assert len(matrix) == 1
     for backend in ("jax", "torch"):
         assert (f'KERAS_BACKEND={backend} .venv/bin/python -m pytest -q -n '
@@ -65,11 +63,8 @@ def test_ci_runs_the_slow_tests_under_each_backend():
 def test_ci_stops_at_the_first_failure():
     # Each README command is an `&&` list: without `|| exit 1` a failure in
     # one (not its last command) would let the next line run and pass.
-    with open(os.path.join(ROOT, ".ci", "run")) as f:
-        lines = [line.strip() for line in f]
-    commands = [line for line in lines if line and not line.startswith("#")
-                and "pytest" in line]
-    assert commands and all(line.endswith(" || exit 1") for line in commands)
+    lines = ci_lines()
+    assert lines and all(line.endswith(" || exit 1") for line in lines)
 
 
 def test_public_api_is_listed_and_documented():
