@@ -114,14 +114,25 @@ def test_adapt_is_at_least_as_good_as_statsmodels_on_the_same_model():
     model = regime.MarkovRegression(
         series[1:], k_regimes=2, trend="c", exog=series[:-1, None],
         switching_exog=True, switching_variance=True)
-    # statsmodels' random search draws from NumPy's global generator:
-    # seeded, and with its default start kept when that is better (either
-    # alone can stop at a worse optimum), so the reference does not depend
-    # on the tests run before this one.
-    np.random.seed(0)
-    fitted = max([model.fit(disp=False),
-                  model.fit(search_reps=5, disp=False)],
-                 key=lambda fit: fit.llf)
+    # The reference is statsmodels' best fit from its default start and two
+    # seeded random searches (either kind alone can stop at a worse optimum).
+    # From some starts statsmodels' BFGS steps to NaN transition
+    # probabilities and raises ("Steady-state probabilities could not be
+    # constructed": 1-2 search seeds in 60 here, and which ones depends on
+    # the CPU and its BLAS). Such a start is statsmodels' failure, not a fit,
+    # and is left out.
+    fits = []
+    for search_seed in (None, 0, 1):
+        search = {} if search_seed is None else dict(
+            search_reps=5, rng=np.random.default_rng(search_seed))
+        try:
+            fit = model.fit(disp=False, **search)
+        except (RuntimeError, np.linalg.LinAlgError):
+            continue
+        if np.isfinite(fit.llf):
+            fits.append(fit)
+    assert fits, "statsmodels' MarkovRegression failed from every start"
+    fitted = max(fits, key=lambda fit: fit.llf)
     params = dict(zip(model.param_names, fitted.params))
     stay = np.array([params["p[0->0]"], 1 - params["p[1->0]"]])
     transition = np.array([[stay[0], 1 - stay[0]], [1 - stay[1], stay[1]]])
