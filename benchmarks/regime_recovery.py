@@ -222,12 +222,22 @@ def main(args):
                                      switching_ar=False)
         # Its default start and a seeded random search (NumPy's global
         # generator), the better kept: either alone can stop at a worse
-        # optimum on this series.
+        # optimum on this series. From some starts its optimizer steps to NaN
+        # probabilities and raises: that start is left out.
         np.random.seed(args.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fits = [model.fit(),
-                    model.fit(search_reps=20 if not args.quick else 2)]
+        fits = []
+        for search in ({}, dict(search_reps=20 if not args.quick else 2)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fits.append(model.fit(**search))
+            except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:
+                print(f"statsmodels' fit({search or ''}) failed "
+                      f"({type(error).__name__}: {error}): left out.")
+        fits = [f for f in fits if np.isfinite(f.llf)]
+        if not fits:
+            MarkovAutoregression = None  # no row, as without statsmodels
+    if MarkovAutoregression is not None:
         fit = max(fits, key=lambda f: f.llf)
         params = dict(zip(model.param_names, fit.params))
         low = int(np.argmin([params["const[0]"], params["const[1]"]]))

@@ -225,16 +225,33 @@ def test_bad_data_path_fails_clearly(tmp_path, name):
 # Run on every backend by .ci/run: on PyTorch np.asarray of the model's
 # output (a tensor that requires grad) failed.
 @pytest.mark.parametrize("statsmodels", [
-    "installed", pytest.param("missing", marks=VARIANT)])
+    "installed", pytest.param("missing", marks=VARIANT),
+    pytest.param("failing", marks=VARIANT)])
 def test_business_cycle_quick(tmp_path, statsmodels):
     env = None
+    shim = tmp_path / "shim" / "statsmodels"
     if statsmodels == "missing":
         # A `statsmodels` package that fails to import, first on the path:
         # the example must run as it does where statsmodels is absent.
-        shim = tmp_path / "shim" / "statsmodels"
         shim.mkdir(parents=True)
         (shim / "__init__.py").write_text(
             "raise ImportError('statsmodels is absent in this test')\n")
+        env = {"PYTHONPATH": str(tmp_path / "shim")}
+    elif statsmodels == "failing":
+        # A MarkovAutoregression whose fit raises what statsmodels' own
+        # raises from some starts (its optimizer at NaN probabilities): the
+        # example leaves the row out, as if statsmodels were absent.
+        module = shim / "tsa" / "regime_switching"
+        module.mkdir(parents=True)
+        for folder in (shim, shim / "tsa", module):
+            (folder / "__init__.py").write_text("")
+        (module / "markov_autoregression.py").write_text(
+            "class MarkovAutoregression:\n"
+            "    def __init__(self, *args, **kwargs):\n"
+            "        pass\n"
+            "    def fit(self, *args, **kwargs):\n"
+            "        raise RuntimeError('Steady-state probabilities could "
+            "not be constructed.')\n")
         env = {"PYTHONPATH": str(tmp_path / "shim")}
     elif importlib.util.find_spec("statsmodels") is None:
         pytest.skip("statsmodels is not installed")
@@ -246,6 +263,7 @@ def test_business_cycle_quick(tmp_path, statsmodels):
     assert "Epoch 3/3" in out
     assert ("statsmodels MarkovAutoregression" in out) == (
         statsmodels == "installed")
+    assert ("failed from every start" in out) == (statsmodels == "failing")
     metrics = check_outputs(output, ["business_cycle.png"])
     for key in ("filtered", "smoothed"):
         assert 0 <= metrics["markov"][key]["accuracy"] <= 1
