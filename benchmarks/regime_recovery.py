@@ -217,6 +217,7 @@ def main(args):
             MarkovAutoregression)
     except ImportError:
         MarkovAutoregression = None
+    fits = []  # statsmodels' fits: none without it, or if every start fails
     if MarkovAutoregression is not None:
         model = MarkovAutoregression(growth, k_regimes=2, order=4,
                                      switching_ar=False)
@@ -225,7 +226,6 @@ def main(args):
         # optimum on this series. From some starts its optimizer steps to NaN
         # probabilities and raises: that start is left out.
         np.random.seed(args.seed)
-        fits = []
         for search in ({}, dict(search_reps=20 if not args.quick else 2)):
             try:
                 with warnings.catch_warnings():
@@ -235,9 +235,7 @@ def main(args):
                 print(f"statsmodels' fit({search or ''}) failed "
                       f"({type(error).__name__}: {error}): left out.")
         fits = [f for f in fits if np.isfinite(f.llf)]
-        if not fits:
-            MarkovAutoregression = None  # no row, as without statsmodels
-    if MarkovAutoregression is not None:
+    if fits:
         fit = max(fits, key=lambda f: f.llf)
         params = dict(zip(model.param_names, fit.params))
         low = int(np.argmin([params["const[0]"], params["const[1]"]]))
